@@ -1,0 +1,33 @@
+/**
+ * What a command may touch of the outside world, injected so tests can run commands in-process.
+ */
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+
+export interface IO {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  readStdin(): string;
+  readFile(path: string): string;
+  /** kube-proxy's default node name: the OS hostname, lowercased. */
+  hostname(): string;
+  stdoutIsTTY: boolean;
+  stderrIsTTY: boolean;
+  env: Record<string, string | undefined>;
+}
+
+export function processIO(): IO {
+  return {
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    readStdin: () => readFileSync(0, "utf8"),
+    readFile: (p) => readFileSync(p, "utf8"),
+    hostname: () => hostname().toLowerCase(),
+    stdoutIsTTY: process.stdout.isTTY === true,
+    stderrIsTTY: process.stderr.isTTY === true,
+    env: process.env,
+  };
+}
+
+/** A bad flag or bad input: a short message and exit 2, never a stack trace. */
+export class UsageError extends Error {}

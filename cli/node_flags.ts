@@ -1,0 +1,164 @@
+/**
+ * The node flags shared by render, diff and explain: kube-proxy's names, plus the host facts
+ * kube-proxy probes at run time and that an offline render must be told.
+ */
+import type { Command } from "@commander-js/extra-typings";
+import { check, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
+import { type ProxyConfig, defaultConfig } from "../lib/proxy/options.ts";
+import { type IO, UsageError } from "./io.ts";
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const commaList = (v: string, prev: string[] = []) => [...prev, ...v.split(",").map((s) => s.trim()).filter(Boolean)];
+
+/** Boolean flags that also take kube-proxy's `--flag=true|false` form. */
+export const BOOLEAN_FLAGS = [
+  "masquerade-all",
+  "iptables-localhost-nodeports",
+  "random-fully",
+  "nfacct",
+  "conntrack-tcp-be-liberal",
+  "simulate-endpoints",
+  "strict",
+  "canonical",
+];
+
+/** `--flag=false` → `--no-flag`, `--flag=true` → `--flag`, for the boolean flags above. */
+export function normalizeBooleanFlags(argv: string[]): string[] {
+  const out: string[] = [];
+  for (const [i, a] of argv.entries()) {
+    if (a === "--") return [...out, ...argv.slice(i)];
+    const m = /^--([a-z-]+)=(.*)$/.exec(a);
+    if (m && BOOLEAN_FLAGS.includes(m[1])) {
+      const v = m[2].toLowerCase();
+      if (v === "true" || v === "1") out.push(`--${m[1]}`);
+      else if (v === "false" || v === "0") out.push(`--no-${m[1]}`);
+      else throw new UsageError(`--${m[1]} takes true or false, not ${JSON.stringify(m[2])}`);
+    } else out.push(a);
+  }
+  return out;
+}
+
+export function addNodeFlags<C extends Command<any, any, any>>(cmd: C) {
+  return cmd
+    .option("--config <file>", "a KubeProxyConfiguration (v1alpha1) file; flags override it")
+    .option("--hostname-override <name>", "this node's name: decides which endpoints are local (default: hostname)")
+    .option("--node-ip <ip>", "this node's IP, one per family (repeatable)", collect)
+    .option("--cluster-cidr <cidrs>", "pod CIDRs, comma-separated, at most one per family")
+    .option("--detect-local-mode <mode>", "ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix")
+    .option("--pod-bridge-interface <name>", "bridge for --detect-local-mode BridgeInterface")
+    .option("--pod-interface-name-prefix <prefix>", "prefix for --detect-local-mode InterfaceNamePrefix")
+    .option("--masquerade-all", "SNAT all traffic to cluster IPs")
+    .option("--no-masquerade-all", "")
+    .option("--iptables-masquerade-bit <bit>", "fwmark bit for SNAT (0-31, default 14)")
+    .option("--iptables-localhost-nodeports", "allow NodePorts on 127.0.0.1 (default on)")
+    .option("--no-iptables-localhost-nodeports", "")
+    .option("--nodeport-addresses <cidrs>", 'CIDRs NodePorts listen on, or "primary" (comma-separated, repeatable)', commaList)
+    .option("--host-address <ip/len>", "an interface address of the node (repeatable; default: node IPs + loopback)", collect)
+    .option("--random-fully", "MASQUERADE --random-fully, as for iptables >= 1.6.2 (default on)")
+    .option("--no-random-fully", "")
+    .option("--nfacct", "write the nfacct counter matches (default off)")
+    .option("--no-nfacct", "")
+    .option("--conntrack-tcp-be-liberal", "nf_conntrack_tcp_be_liberal is on: omit the INVALID drop")
+    .option("--no-conntrack-tcp-be-liberal", "")
+    .option("--feature-gates <k=v,...>", "PreferSameTrafficDistribution, LoadBalancerIPMode (default true)");
+}
+
+export interface NodeFlagValues {
+  config?: string;
+  hostnameOverride?: string;
+  nodeIp?: string[];
+  clusterCidr?: string;
+  detectLocalMode?: string;
+  podBridgeInterface?: string;
+  podInterfaceNamePrefix?: string;
+  masqueradeAll?: boolean;
+  iptablesMasqueradeBit?: string;
+  iptablesLocalhostNodeports?: boolean;
+  nodeportAddresses?: string[];
+  hostAddress?: string[];
+  randomFully?: boolean;
+  nfacct?: boolean;
+  conntrackTcpBeLiberal?: boolean;
+  featureGates?: string;
+}
+
+function must(err: string | undefined, flag: string): void {
+  if (err) throw new UsageError(`${flag}: ${err}`);
+}
+
+/** Defaults, then --config, then flags given on the command line. */
+export function resolveProxyConfig(o: NodeFlagValues, io: IO): ProxyConfig {
+  const cfg = defaultConfig();
+  if (o.config) {
+    let text: string;
+    try {
+      text = io.readFile(o.config);
+    } catch (e) {
+      throw new UsageError(`Cannot read --config ${JSON.stringify(o.config)}: ${(e as Error).message}`);
+    }
+    const parsed = parseKubeProxyConfiguration(o.config, text);
+    if (parsed.errors.length > 0)
+      throw new UsageError(parsed.errors.map((e) => `${e.file}:${e.line}: ${e.message}`).join("\n"));
+    Object.assign(cfg, parsed.proxy);
+  }
+  if (o.hostnameOverride !== undefined) {
+    must(check.hostname(o.hostnameOverride), "--hostname-override");
+    cfg.hostname = o.hostnameOverride;
+  }
+  if (!cfg.hostname) cfg.hostname = io.hostname();
+  if (o.nodeIp) {
+    for (const ip of o.nodeIp) must(check.nodeIP(ip), "--node-ip");
+    cfg.nodeIPs = o.nodeIp;
+  }
+  if (o.clusterCidr !== undefined) {
+    must(check.clusterCIDR(o.clusterCidr), "--cluster-cidr");
+    cfg.clusterCIDR = o.clusterCidr;
+  }
+  if (o.detectLocalMode !== undefined) {
+    const modes = ["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"];
+    if (!modes.includes(o.detectLocalMode))
+      throw new UsageError(`--detect-local-mode: ${JSON.stringify(o.detectLocalMode)} is not one of ${modes.join(", ")}`);
+    cfg.detectLocalMode = o.detectLocalMode as ProxyConfig["detectLocalMode"];
+  }
+  if (o.podBridgeInterface !== undefined) {
+    must(check.interfaceName(o.podBridgeInterface), "--pod-bridge-interface");
+    cfg.bridgeInterface = o.podBridgeInterface;
+  }
+  if (o.podInterfaceNamePrefix !== undefined) {
+    must(check.interfaceName(o.podInterfaceNamePrefix), "--pod-interface-name-prefix");
+    cfg.interfaceNamePrefix = o.podInterfaceNamePrefix;
+  }
+  if (cfg.detectLocalMode === "BridgeInterface" && !cfg.bridgeInterface)
+    throw new UsageError("--detect-local-mode BridgeInterface needs --pod-bridge-interface");
+  if (cfg.detectLocalMode === "InterfaceNamePrefix" && !cfg.interfaceNamePrefix)
+    throw new UsageError("--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix");
+  if (o.masqueradeAll !== undefined) cfg.masqueradeAll = o.masqueradeAll;
+  if (o.iptablesMasqueradeBit !== undefined) {
+    const n = /^[0-9]+$/.test(o.iptablesMasqueradeBit) ? Number(o.iptablesMasqueradeBit) : Number.NaN;
+    must(check.masqueradeBit(n), "--iptables-masquerade-bit");
+    cfg.masqueradeBit = n;
+  }
+  if (o.iptablesLocalhostNodeports !== undefined) cfg.localhostNodePorts = o.iptablesLocalhostNodeports;
+  if (o.nodeportAddresses) {
+    must(check.nodePortAddresses(o.nodeportAddresses), "--nodeport-addresses");
+    cfg.nodePortAddresses = o.nodeportAddresses;
+  }
+  if (o.hostAddress) {
+    for (const a of o.hostAddress) must(check.hostAddress(a), "--host-address");
+    cfg.hostAddresses = o.hostAddress;
+  }
+  if (o.randomFully !== undefined) cfg.randomFully = o.randomFully;
+  if (o.nfacct !== undefined) cfg.nfacct = o.nfacct;
+  if (o.conntrackTcpBeLiberal !== undefined) cfg.conntrackTCPBeLiberal = o.conntrackTcpBeLiberal;
+  if (o.featureGates !== undefined) {
+    for (const kv of o.featureGates.split(",").filter(Boolean)) {
+      const [k, v] = kv.split("=");
+      if (!(k in cfg.featureGates) || (v !== "true" && v !== "false"))
+        throw new UsageError(`--feature-gates: ${JSON.stringify(kv)} is not Name=true|false for a gate kip reads`);
+      cfg.featureGates[k as keyof ProxyConfig["featureGates"]] = v === "true";
+    }
+  }
+  if (cfg.detectLocalMode === "NodeCIDR" && !o.hostnameOverride && !cfg.hostname)
+    throw new UsageError("--detect-local-mode NodeCIDR needs the Node: give --hostname-override");
+  return cfg;
+}

@@ -1,0 +1,132 @@
+/**
+ * Manifests (text) → ClusterState, with every problem located at file:line and field path.
+ */
+import { type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
+import { type Workload, validateWorkload } from "./simulate.ts";
+import type { ClusterState, EndpointSlice, Node, Origin, Service } from "./types.ts";
+import { type Reporter, validateEndpointSlice, validateEndpoints, validateNode, validateService } from "./validate.ts";
+
+export interface Problem {
+  file: string;
+  line: number;
+  message: string;
+}
+
+export interface LoadOptions {
+  /** The node whose Node object is read (zone, pod CIDRs, addresses). */
+  nodeName: string;
+  /** Keep Deployments, StatefulSets, ReplicaSets, DaemonSets and Pods for simulation. */
+  workloads?: boolean;
+}
+
+export interface LoadResult {
+  state: ClusterState;
+  nodes: Node[];
+  workloads: Workload[];
+  errors: Problem[];
+  warnings: Problem[];
+  /** Objects of kinds kip does not read: `apps/v1 ConfigMap` → count. */
+  skipped: Map<string, number>;
+}
+
+/** `spec.ports[0].port` from ["spec", "ports", 0, "port"]. */
+export function formatPath(path: Path): string {
+  let s = "";
+  for (const p of path) s += typeof p === "number" ? `[${p}]` : s === "" ? p : `.${p}`;
+  return s;
+}
+
+const WORKLOAD_KINDS = new Set(["apps/v1 Deployment", "apps/v1 StatefulSet", "apps/v1 ReplicaSet", "apps/v1 DaemonSet", "v1 Pod"]);
+
+/** Parse and validate manifest files. Never throws on bad input: everything goes to errors. */
+export function loadManifests(files: { file: string; text: string }[], opts: LoadOptions): LoadResult {
+  const errors: Problem[] = [];
+  const warnings: Problem[] = [];
+  const services: Service[] = [];
+  const slices: EndpointSlice[] = [];
+  const endpoints: { slices: EndpointSlice[]; key: string }[] = [];
+  const nodes: Node[] = [];
+  const workloads: Workload[] = [];
+  const skipped = new Map<string, number>();
+  const seen = new Map<string, string>();
+
+  const visit = (doc: ParsedDoc, value: unknown, base: Path) => {
+    const at = (path: Path) => doc.line([...base, ...path]);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      errors.push({ file: doc.file, line: at([]), message: `${formatPath(base) || "document"}: expected a Kubernetes object` });
+      return;
+    }
+    const obj = value as Record<string, unknown>;
+    const apiVersion = typeof obj.apiVersion === "string" ? obj.apiVersion : "";
+    const kind = typeof obj.kind === "string" ? obj.kind : "";
+    if (!kind || !apiVersion) {
+      errors.push({ file: doc.file, line: at([]), message: `${formatPath(base) || "document"}: apiVersion and kind are required` });
+      return;
+    }
+    if (kind.endsWith("List") && Array.isArray(obj.items)) {
+      obj.items.forEach((item, i) => visit(doc, item, [...base, "items", i]));
+      return;
+    }
+    const meta = (typeof obj.metadata === "object" && obj.metadata ? obj.metadata : {}) as Record<string, unknown>;
+    const ident = `${typeof meta.namespace === "string" ? `${meta.namespace}/` : ""}${String(meta.name ?? "?")}`;
+    const where = `${kind} ${ident}`;
+    const reporter: Reporter = {
+      error: (p, m) => errors.push({ file: doc.file, line: at(p), message: `${where}: ${formatPath(p)}: ${m}` }),
+      warn: (p, m) => warnings.push({ file: doc.file, line: at(p), message: `${where}: ${formatPath(p)}: ${m}` }),
+    };
+    const origin: Origin = { file: doc.file, line: at([]) };
+    const typeKey = `${apiVersion} ${kind}`;
+    if (["v1 Service", "discovery.k8s.io/v1 EndpointSlice", "v1 Endpoints", "v1 Node"].includes(typeKey)) {
+      const key = `${typeKey} ${kind === "Node" ? String(meta.name) : `${String(meta.namespace || "default")}/${String(meta.name)}`}`;
+      const prev = seen.get(key);
+      const here = `${doc.file}:${origin.line}`;
+      if (prev) {
+        errors.push({ file: doc.file, line: origin.line, message: `${where}: defined twice (first at ${prev})` });
+        return;
+      }
+      seen.set(key, here);
+    }
+    switch (typeKey) {
+      case "v1 Service": {
+        const svc = validateService(obj, reporter);
+        if (svc) services.push({ ...svc, origin });
+        return;
+      }
+      case "discovery.k8s.io/v1 EndpointSlice": {
+        const s = validateEndpointSlice(obj, reporter);
+        if (s) slices.push({ ...s, origin });
+        return;
+      }
+      case "v1 Endpoints": {
+        const list = validateEndpoints(obj, reporter);
+        if (list) endpoints.push({ slices: list.map((s) => ({ ...s, origin })), key: `${String(meta.namespace || "default")}/${String(meta.name)}` });
+        return;
+      }
+      case "v1 Node": {
+        const n = validateNode(obj, reporter);
+        if (n) nodes.push(n);
+        return;
+      }
+    }
+    if (opts.workloads && WORKLOAD_KINDS.has(typeKey)) {
+      const w = validateWorkload(kind, obj, reporter);
+      if (w) workloads.push({ ...w, origin });
+      return;
+    }
+    skipped.set(typeKey, (skipped.get(typeKey) ?? 0) + 1);
+  };
+
+  for (const { file, text } of files) {
+    const parsed = parseManifestText(file, text);
+    errors.push(...parsed.errors);
+    for (const doc of parsed.docs) visit(doc, doc.value, doc.base);
+  }
+
+  // Endpoints are mirrored only where no EndpointSlice exists for the Service: a dump of a
+  // live cluster holds both, and the slices are then the source of truth.
+  const withSlices = new Set(slices.map((s) => `${s.namespace}/${s.labels["kubernetes.io/service-name"] ?? ""}`));
+  for (const e of endpoints) if (!withSlices.has(e.key)) slices.push(...e.slices);
+
+  const node = nodes.find((n) => n.name === opts.nodeName);
+  return { state: { services, endpointSlices: slices, node }, nodes, workloads, errors, warnings, skipped };
+}

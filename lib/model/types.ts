@@ -1,0 +1,119 @@
+/**
+ * The validated, defaulted subset of Kubernetes objects that the engine reads.
+ *
+ * Objects reach this shape only through lib/model/validate.ts (or the apiserver source,
+ * which uses the same converter), so every address here is canonical text and every name
+ * has passed the API server's syntax rules: nothing in these types can inject a rule.
+ */
+import type { IPFamily } from "./ip.ts";
+
+export type { IPFamily };
+export type Protocol = "TCP" | "UDP" | "SCTP";
+export type ServiceType = "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName";
+export type TrafficPolicy = "Cluster" | "Local";
+
+/** Where an object came from, for messages: `file:line` or an apiserver reference. */
+export interface Origin {
+  file: string;
+  line: number;
+}
+
+export interface ServicePort {
+  /** "" when unnamed. */
+  name: string;
+  protocol: Protocol;
+  port: number;
+  /** 0 when the port has no NodePort. */
+  nodePort: number;
+  /** The pod port: a number, a container port name, or undefined (= port). */
+  targetPort?: number | string;
+}
+
+export interface LoadBalancerIngress {
+  /** Canonical IP, or undefined for hostname-only ingress. */
+  ip?: string;
+  ipMode?: string;
+}
+
+export interface Service {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  type: ServiceType;
+  /** Canonical cluster IPs, `["None"]` for headless, `[]` when none was given. */
+  clusterIPs: string[];
+  /** Families of clusterIPs, same order; empty for headless/none. */
+  ipFamilies: IPFamily[];
+  ports: ServicePort[];
+  /** Pod selector, undefined when the Service has none. */
+  selector?: Record<string, string>;
+  externalIPs: string[];
+  /** Canonical network form CIDRs. */
+  loadBalancerSourceRanges: string[];
+  loadBalancerIngress: LoadBalancerIngress[];
+  sessionAffinity: "None" | "ClientIP";
+  /** ClientIP timeout in seconds (defaulted to 10800); 0 when affinity is None. */
+  affinityTimeoutSeconds: number;
+  externalTrafficPolicy: TrafficPolicy;
+  internalTrafficPolicy: TrafficPolicy;
+  /** 0 when unset. */
+  healthCheckNodePort: number;
+  origin?: Origin;
+}
+
+export interface EndpointPort {
+  /** "" when unnamed (the API server's default); null is kept for library callers. */
+  name: string | null;
+  /** null when unset: kube-proxy skips such a port. */
+  port: number | null;
+  protocol: Protocol;
+}
+
+export interface Endpoint {
+  /** Canonical addresses; kube-proxy uses only the first. */
+  addresses: string[];
+  /** undefined = absent (treated as true for ready/serving, false for terminating). */
+  ready?: boolean;
+  serving?: boolean;
+  terminating?: boolean;
+  nodeName?: string;
+  zoneHints: string[];
+  nodeHints: string[];
+}
+
+export interface EndpointSlice {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  addressType: "IPv4" | "IPv6" | "FQDN";
+  ports: EndpointPort[];
+  endpoints: Endpoint[];
+  origin?: Origin;
+}
+
+export interface NodeAddress {
+  type: string;
+  address: string;
+}
+
+export interface Node {
+  name: string;
+  labels: Record<string, string>;
+  podCIDRs: string[];
+  addresses: NodeAddress[];
+  /** Marked for deletion or tainted ToBeDeletedByClusterAutoscaler (health only). */
+  unschedulable?: boolean;
+}
+
+/** Everything the engine needs from the cluster. */
+export interface ClusterState {
+  services: Service[];
+  endpointSlices: EndpointSlice[];
+  /** This node, when known (zone label, pod CIDRs, addresses). */
+  node?: Node;
+}
+
+export const ZONE_LABEL = "topology.kubernetes.io/zone";
+export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
+export const SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name";
+export const HEADLESS_LABEL = "service.kubernetes.io/headless";

@@ -1,0 +1,571 @@
+/**
+ * Validation and defaulting of the fields kip reads, as the API server would do them.
+ *
+ * Manifests are untrusted: their values end up in iptables-restore input run as root. Every
+ * name, label, port, address and CIDR that can reach a rule is checked here, and the model
+ * types (types.ts) only ever hold values that passed.
+ */
+import { type IPFamily, isLoopback, isUnspecified, parseCIDR, parseIP } from "./ip.ts";
+import type { Path } from "./parse.ts";
+import type {
+  Endpoint,
+  EndpointPort,
+  EndpointSlice,
+  LoadBalancerIngress,
+  Node,
+  Protocol,
+  Service,
+  ServicePort,
+  ServiceType,
+  TrafficPolicy,
+} from "./types.ts";
+
+/** Receives problems with the field path they concern. */
+export interface Reporter {
+  error(path: Path, message: string): void;
+  warn(path: Path, message: string): void;
+}
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const IANA_SVC_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+const INTERFACE_NAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
+
+const q = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
+
+export function isDNS1123Label(s: string): boolean {
+  return s.length <= 63 && DNS1123_LABEL.test(s);
+}
+export function isDNS1035Label(s: string): boolean {
+  return s.length <= 63 && DNS1035_LABEL.test(s);
+}
+export function isDNS1123Subdomain(s: string): boolean {
+  return s.length <= 253 && DNS1123_SUBDOMAIN.test(s);
+}
+export function isIANASvcName(s: string): boolean {
+  return s.length <= 15 && IANA_SVC_NAME.test(s) && /[a-z]/.test(s) && !s.includes("--");
+}
+export function isLabelValue(s: string): boolean {
+  return s === "" || (s.length <= 63 && LABEL_NAME.test(s));
+}
+export function isQualifiedName(s: string): boolean {
+  const parts = s.split("/");
+  if (parts.length > 2) return false;
+  const name = parts[parts.length - 1];
+  if (parts.length === 2 && (parts[0].length === 0 || !isDNS1123Subdomain(parts[0]))) return false;
+  return name.length > 0 && name.length <= 63 && LABEL_NAME.test(name);
+}
+/** A Linux interface name as used by `-i` (bridge, prefix): no spaces, quotes or options. */
+export function isInterfaceName(s: string): boolean {
+  return INTERFACE_NAME.test(s) && !s.startsWith("-");
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Field access helpers that report type errors against a path. */
+class Fields {
+  constructor(readonly r: Reporter) {}
+
+  obj(v: unknown, path: Path): Record<string, unknown> | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (!isObject(v)) {
+      this.r.error(path, `must be an object, not ${q(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+  list(v: unknown, path: Path): unknown[] {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) {
+      this.r.error(path, `must be a list, not ${q(v)}`);
+      return [];
+    }
+    return v;
+  }
+  str(v: unknown, path: Path): string | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "string") {
+      this.r.error(path, `${q(v)} is not a string`);
+      return undefined;
+    }
+    return v;
+  }
+  bool(v: unknown, path: Path): boolean | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "boolean") {
+      this.r.error(path, `${q(v)} is not a boolean`);
+      return undefined;
+    }
+    return v;
+  }
+  int(v: unknown, path: Path, min: number, max: number): number | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "number" || !Number.isInteger(v)) {
+      this.r.error(path, `${q(v)} is not a whole number`);
+      return undefined;
+    }
+    if (v < min || v > max) {
+      this.r.error(path, `${v} is out of range (${min}-${max})`);
+      return undefined;
+    }
+    return v;
+  }
+  oneOf<T extends string>(v: unknown, path: Path, allowed: readonly T[], dflt: T): T {
+    const s = this.str(v, path);
+    if (s === undefined || s === "") return dflt;
+    if (!(allowed as readonly string[]).includes(s)) {
+      this.r.error(path, `${q(s)} is not one of ${allowed.join(", ")}`);
+      return dflt;
+    }
+    return s as T;
+  }
+  labels(v: unknown, path: Path): Record<string, string> {
+    const o = this.obj(v, path);
+    const out: Record<string, string> = {};
+    if (!o) return out;
+    for (const [k, val] of Object.entries(o)) {
+      if (!isQualifiedName(k)) this.r.error([...path, k], `label key ${q(k)} is not a valid qualified name`);
+      else if (typeof val !== "string") this.r.error([...path, k], `label value ${q(val)} is not a string`);
+      else if (!isLabelValue(val)) this.r.error([...path, k], `label value ${q(val)} is not valid`);
+      else out[k] = val;
+    }
+    return out;
+  }
+  ip(v: unknown, path: Path): string | undefined {
+    const s = this.str(v, path);
+    if (s === undefined) return undefined;
+    const ip = parseIP(s);
+    if (!ip) this.r.error(path, `${q(s)} is not a valid IP address`);
+    return ip?.text;
+  }
+}
+
+/** metadata.name / namespace / labels, common to every kind. */
+export function readMeta(
+  f: Fields,
+  v: unknown,
+  nameRule: "dns1035" | "dns1123label" | "subdomain",
+  namespaced: boolean,
+): { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, unknown> } {
+  const m = f.obj(v, ["metadata"]) ?? {};
+  const name = f.str(m.name, ["metadata", "name"]) ?? "";
+  const check = { dns1035: isDNS1035Label, dns1123label: isDNS1123Label, subdomain: isDNS1123Subdomain }[nameRule];
+  if (name === "") f.r.error(["metadata", "name"], "is required");
+  else if (!check(name)) f.r.error(["metadata", "name"], `${q(name)} is not a valid name`);
+  let namespace = "";
+  if (namespaced) {
+    namespace = f.str(m.namespace, ["metadata", "namespace"]) || "default";
+    if (!isDNS1123Label(namespace)) f.r.error(["metadata", "namespace"], `${q(namespace)} is not a valid namespace`);
+  }
+  const labels = f.labels(m.labels, ["metadata", "labels"]);
+  const annotations = f.obj(m.annotations, ["metadata", "annotations"]) ?? {};
+  return { name, namespace, labels, annotations };
+}
+
+const PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
+const TYPES = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] as const;
+const POLICIES = ["Cluster", "Local"] as const;
+
+/** Validate and default a v1 Service. undefined when it has errors (reported). */
+export function validateService(obj: Record<string, unknown>, r: Reporter): Service | undefined {
+  let failed = false;
+  const rep: Reporter = {
+    error: (p, m) => {
+      failed = true;
+      r.error(p, m);
+    },
+    warn: r.warn,
+  };
+  const f = new Fields(rep);
+  const meta = readMeta(f, obj.metadata, "dns1035", true);
+  const spec = f.obj(obj.spec, ["spec"]) ?? {};
+  const status = f.obj(obj.status, ["status"]) ?? {};
+  const type = f.oneOf<ServiceType>(spec.type, ["spec", "type"], TYPES, "ClusterIP");
+
+  // Cluster IPs and families.
+  const clusterIPText = f.str(spec.clusterIP, ["spec", "clusterIP"]);
+  const rawIPs = f.list(spec.clusterIPs, ["spec", "clusterIPs"]);
+  let clusterIPs: string[] = [];
+  const ipFamilies: IPFamily[] = [];
+  const headless = clusterIPText === "None" || rawIPs[0] === "None";
+  if (headless) {
+    clusterIPs = ["None"];
+    if (type === "NodePort" || type === "LoadBalancer")
+      f.r.error(["spec", "clusterIP"], `may not be "None" for ${type} services`);
+  } else if (type !== "ExternalName") {
+    const texts = rawIPs.length > 0 ? rawIPs : clusterIPText ? [clusterIPText] : [];
+    if (texts.length > 2) f.r.error(["spec", "clusterIPs"], "may hold at most two addresses (one per family)");
+    texts.forEach((t, i) => {
+      const path = rawIPs.length > 0 ? ["spec", "clusterIPs", i] : ["spec", "clusterIP"];
+      const s = f.str(t, path);
+      const ip = s === undefined ? undefined : parseIP(s);
+      if (s !== undefined && !ip) f.r.error(path, `${q(s)} is not a valid IP address`);
+      if (!ip) return;
+      if (ipFamilies.includes(ip.family)) f.r.error(path, `${q(s)}: a second ${ip.family} address is not allowed`);
+      if (isUnspecified(ip) || isLoopback(ip)) f.r.error(path, `${q(s)} may not be used as a cluster IP`);
+      clusterIPs.push(ip.text);
+      ipFamilies.push(ip.family);
+    });
+    if (rawIPs.length > 0 && clusterIPText && clusterIPText !== "" && parseIP(clusterIPText)?.text !== clusterIPs[0])
+      f.r.error(["spec", "clusterIP"], `${q(clusterIPText)} must equal spec.clusterIPs[0]`);
+    const fams = f.list(spec.ipFamilies, ["spec", "ipFamilies"]);
+    fams.forEach((fam, i) => {
+      if (fam !== "IPv4" && fam !== "IPv6") f.r.error(["spec", "ipFamilies", i], `${q(fam)} is not one of IPv4, IPv6`);
+      else if (i < ipFamilies.length && ipFamilies[i] !== fam)
+        f.r.error(["spec", "ipFamilies", i], `${q(fam)} does not match the family of spec.clusterIPs[${i}]`);
+    });
+  }
+
+  // Ports.
+  const ports: ServicePort[] = [];
+  const rawPorts = f.list(spec.ports, ["spec", "ports"]);
+  if (rawPorts.length === 0 && !headless && type !== "ExternalName") f.r.error(["spec", "ports"], "is required");
+  const names = new Set<string>();
+  const seen = new Set<string>();
+  const nodePorts = new Set<string>();
+  rawPorts.forEach((raw, i) => {
+    const path = ["spec", "ports", i];
+    const p = f.obj(raw, path);
+    if (!p) return;
+    const name = f.str(p.name, [...path, "name"]) ?? "";
+    if (name !== "" && !isDNS1123Label(name)) f.r.error([...path, "name"], `${q(name)} is not a valid port name`);
+    if (rawPorts.length > 1 && name === "") f.r.error([...path, "name"], "is required when a Service has several ports");
+    if (names.has(name) && name !== "") f.r.error([...path, "name"], `duplicate port name ${q(name)}`);
+    names.add(name);
+    const protocol = f.oneOf<Protocol>(p.protocol, [...path, "protocol"], PROTOCOLS, "TCP");
+    const port = f.int(p.port, [...path, "port"], 1, 65535);
+    if (p.port === undefined) f.r.error([...path, "port"], "is required");
+    const nodePort = f.int(p.nodePort, [...path, "nodePort"], 0, 65535) ?? 0;
+    if (nodePort !== 0 && type !== "NodePort" && type !== "LoadBalancer")
+      f.r.error([...path, "nodePort"], `may not be used when type is ${q(type)}`);
+    else if (nodePort !== 0 && (nodePort < 30000 || nodePort > 32767))
+      f.r.warn([...path, "nodePort"], `${nodePort} is outside the default NodePort range 30000-32767`);
+    if (port !== undefined) {
+      const key = `${port}/${protocol}`;
+      if (seen.has(key)) f.r.error([...path, "port"], `duplicate port ${key}`);
+      seen.add(key);
+    }
+    if (nodePort !== 0) {
+      const key = `${nodePort}/${protocol}`;
+      if (nodePorts.has(key)) f.r.error([...path, "nodePort"], `duplicate nodePort ${key}`);
+      nodePorts.add(key);
+    }
+    let targetPort: number | string | undefined;
+    if (typeof p.targetPort === "string") {
+      if (!isIANASvcName(p.targetPort) && !/^[0-9]+$/.test(p.targetPort))
+        f.r.error([...path, "targetPort"], `${q(p.targetPort)} is not a valid port name`);
+      else targetPort = /^[0-9]+$/.test(p.targetPort) ? Number(p.targetPort) : p.targetPort;
+    } else targetPort = f.int(p.targetPort, [...path, "targetPort"], 1, 65535);
+    if (port !== undefined) ports.push({ name, protocol, port, nodePort, targetPort });
+  });
+
+  // External IPs: no unspecified, loopback, link-local or multicast addresses.
+  const externalIPs: string[] = [];
+  f.list(spec.externalIPs, ["spec", "externalIPs"]).forEach((v, i) => {
+    const text = f.ip(v, ["spec", "externalIPs", i]);
+    const ip = text ? parseIP(text) : undefined;
+    if (!ip) return;
+    const b = ip.bytes;
+    const special =
+      isUnspecified(ip) ||
+      isLoopback(ip) ||
+      (ip.family === "IPv4" ? (b[0] === 169 && b[1] === 254) || b[0] >= 224 : (b[0] === 0xfe && (b[1] & 0xc0) === 0x80) || b[0] === 0xff);
+    if (special) f.r.error(["spec", "externalIPs", i], `${q(v)} may not be unspecified, loopback, link-local or multicast`);
+    else externalIPs.push(ip.text);
+  });
+
+  // Source ranges: trimmed, canonical network form.
+  const loadBalancerSourceRanges: string[] = [];
+  const ranges = f.list(spec.loadBalancerSourceRanges, ["spec", "loadBalancerSourceRanges"]);
+  if (ranges.length > 0 && type !== "LoadBalancer")
+    f.r.error(["spec", "loadBalancerSourceRanges"], "may only be used when type is \"LoadBalancer\"");
+  ranges.forEach((v, i) => {
+    const s = f.str(v, ["spec", "loadBalancerSourceRanges", i]);
+    if (s === undefined) return;
+    const c = parseCIDR(s.trim());
+    if (!c) f.r.error(["spec", "loadBalancerSourceRanges", i], `${q(s)} is not a valid CIDR`);
+    else loadBalancerSourceRanges.push(c.text);
+  });
+
+  // Load balancer status.
+  const loadBalancerIngress: LoadBalancerIngress[] = [];
+  const lb = f.obj(status.loadBalancer, ["status", "loadBalancer"]) ?? {};
+  f.list(lb.ingress, ["status", "loadBalancer", "ingress"]).forEach((raw, i) => {
+    const path = ["status", "loadBalancer", "ingress", i];
+    const ing = f.obj(raw, path);
+    if (!ing) return;
+    const hostname = f.str(ing.hostname, [...path, "hostname"]);
+    if (hostname !== undefined && hostname !== "" && !isDNS1123Subdomain(hostname))
+      f.r.error([...path, "hostname"], `${q(hostname)} is not a valid hostname`);
+    const ip = ing.ip === undefined || ing.ip === "" ? undefined : f.ip(ing.ip, [...path, "ip"]);
+    let ipMode: string | undefined;
+    if (ing.ipMode !== undefined) {
+      ipMode = f.oneOf(ing.ipMode, [...path, "ipMode"], ["VIP", "Proxy"] as const, "VIP");
+      if (ip === undefined) f.r.error([...path, "ipMode"], "may only be set when ip is set");
+    }
+    loadBalancerIngress.push({ ip, ipMode });
+  });
+
+  // Session affinity.
+  const sessionAffinity = f.oneOf(spec.sessionAffinity, ["spec", "sessionAffinity"], ["None", "ClientIP"] as const, "None");
+  const sac = f.obj(spec.sessionAffinityConfig, ["spec", "sessionAffinityConfig"]);
+  let affinityTimeoutSeconds = 0;
+  if (sessionAffinity === "ClientIP") {
+    const cip = sac ? f.obj(sac.clientIP, ["spec", "sessionAffinityConfig", "clientIP"]) : undefined;
+    const t = cip?.timeoutSeconds;
+    affinityTimeoutSeconds = f.int(t, ["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"], 1, 86400) ?? 10800;
+  } else if (sac && Object.keys(sac).length > 0) {
+    f.r.error(["spec", "sessionAffinityConfig"], 'must not be set when sessionAffinity is "None"');
+  }
+
+  // Traffic policies.
+  const externallyAccessible = type === "NodePort" || type === "LoadBalancer" || (type === "ClusterIP" && externalIPs.length > 0);
+  const etpRaw = f.str(spec.externalTrafficPolicy, ["spec", "externalTrafficPolicy"]);
+  let externalTrafficPolicy: TrafficPolicy = "Cluster";
+  if (etpRaw !== undefined && etpRaw !== "") {
+    if (!externallyAccessible)
+      f.r.error(["spec", "externalTrafficPolicy"], "may only be set for externally-accessible services");
+    else externalTrafficPolicy = f.oneOf<TrafficPolicy>(etpRaw, ["spec", "externalTrafficPolicy"], POLICIES, "Cluster");
+  }
+  const internalTrafficPolicy = f.oneOf<TrafficPolicy>(
+    spec.internalTrafficPolicy,
+    ["spec", "internalTrafficPolicy"],
+    POLICIES,
+    "Cluster",
+  );
+  // Read only for LoadBalancer with ETP Local; elsewhere accepted and ignored (as kube-proxy).
+  const healthCheckNodePort = f.int(spec.healthCheckNodePort, ["spec", "healthCheckNodePort"], 0, 65535) ?? 0;
+
+  let selector: Record<string, string> | undefined;
+  if (spec.selector !== undefined && spec.selector !== null) {
+    selector = f.labels(spec.selector, ["spec", "selector"]);
+    if (Object.keys(selector).length === 0) selector = undefined;
+  }
+
+  if (!headless && type !== "ExternalName" && clusterIPs.length === 0 && !failed)
+    r.warn(["spec", "clusterIP"], "no clusterIP: the API server would allocate one; skipping this Service");
+
+  if (failed) return undefined;
+  return {
+    namespace: meta.namespace,
+    name: meta.name,
+    labels: meta.labels,
+    type,
+    clusterIPs,
+    ipFamilies: headless ? [] : ipFamilies,
+    ports,
+    selector,
+    externalIPs,
+    loadBalancerSourceRanges,
+    loadBalancerIngress,
+    sessionAffinity,
+    affinityTimeoutSeconds,
+    externalTrafficPolicy,
+    internalTrafficPolicy,
+    healthCheckNodePort,
+  };
+}
+
+function withFailure(r: Reporter): { rep: Reporter; failed: () => boolean } {
+  let failed = false;
+  return {
+    rep: {
+      error: (p, m) => {
+        failed = true;
+        r.error(p, m);
+      },
+      warn: r.warn,
+    },
+    failed: () => failed,
+  };
+}
+
+function hintNames(f: Fields, v: unknown, path: Path, max: number): string[] {
+  const list = f.list(v, path);
+  if (list.length > max) f.r.error(path, `may hold at most ${max} entries`);
+  const out: string[] = [];
+  list.forEach((h, i) => {
+    const o = f.obj(h, [...path, i]);
+    const name = o ? f.str(o.name, [...path, i, "name"]) : undefined;
+    if (name === undefined || name === "") f.r.error([...path, i, "name"], "is required");
+    else out.push(name);
+  });
+  return out;
+}
+
+/** Validate and default a discovery.k8s.io/v1 EndpointSlice. */
+export function validateEndpointSlice(obj: Record<string, unknown>, r: Reporter): EndpointSlice | undefined {
+  const { rep, failed } = withFailure(r);
+  const f = new Fields(rep);
+  const meta = readMeta(f, obj.metadata, "subdomain", true);
+  const addressType = f.oneOf(obj.addressType, ["addressType"], ["IPv4", "IPv6", "FQDN"] as const, "IPv4");
+  if (obj.addressType === undefined) f.r.error(["addressType"], "is required");
+  const ports: EndpointPort[] = [];
+  const rawPorts = f.list(obj.ports, ["ports"]);
+  if (rawPorts.length > 20000) f.r.error(["ports"], "may hold at most 20000 ports");
+  const names = new Set<string>();
+  rawPorts.forEach((raw, i) => {
+    const p = f.obj(raw, ["ports", i]);
+    if (!p) return;
+    // The API server defaults a missing name to "" and protocol to TCP.
+    const name = f.str(p.name, ["ports", i, "name"]) ?? "";
+    if (name !== "" && !isDNS1123Label(name)) f.r.error(["ports", i, "name"], `${q(name)} is not a valid port name`);
+    if (names.has(name)) f.r.error(["ports", i, "name"], `duplicate port name ${q(name)}`);
+    names.add(name);
+    const port = f.int(p.port, ["ports", i, "port"], 0, 65535) ?? null;
+    const protocol = f.oneOf<Protocol>(p.protocol, ["ports", i, "protocol"], PROTOCOLS, "TCP");
+    ports.push({ name, port, protocol });
+  });
+  const endpoints: Endpoint[] = [];
+  const rawEps = f.list(obj.endpoints, ["endpoints"]);
+  if (rawEps.length > 1000) f.r.error(["endpoints"], "may hold at most 1000 endpoints");
+  rawEps.forEach((raw, i) => {
+    const path = ["endpoints", i];
+    const e = f.obj(raw, path);
+    if (!e) return;
+    const addrs = f.list(e.addresses, [...path, "addresses"]);
+    if (addrs.length === 0 || addrs.length > 100) f.r.error([...path, "addresses"], "must hold 1 to 100 addresses");
+    const addresses: string[] = [];
+    addrs.forEach((a, j) => {
+      const ap = [...path, "addresses", j];
+      if (addressType === "FQDN") {
+        const s = f.str(a, ap);
+        if (s !== undefined && !isDNS1123Subdomain(s)) f.r.error(ap, `${q(s)} is not a valid FQDN`);
+        else if (s !== undefined) addresses.push(s);
+        return;
+      }
+      const s = f.str(a, ap);
+      const ip = s === undefined ? undefined : parseIP(s);
+      if (s !== undefined && !ip) f.r.error(ap, `${q(s)} is not a valid IP address`);
+      else if (ip && ip.family !== addressType) f.r.error(ap, `${q(s)} is not an ${addressType} address`);
+      else if (ip) addresses.push(ip.text);
+    });
+    const c = f.obj(e.conditions, [...path, "conditions"]) ?? {};
+    const nodeName = f.str(e.nodeName, [...path, "nodeName"]);
+    if (nodeName !== undefined && !isDNS1123Subdomain(nodeName))
+      f.r.error([...path, "nodeName"], `${q(nodeName)} is not a valid node name`);
+    const hints = f.obj(e.hints, [...path, "hints"]) ?? {};
+    endpoints.push({
+      addresses,
+      ready: f.bool(c.ready, [...path, "conditions", "ready"]),
+      serving: f.bool(c.serving, [...path, "conditions", "serving"]),
+      terminating: f.bool(c.terminating, [...path, "conditions", "terminating"]),
+      nodeName,
+      zoneHints: hintNames(f, hints.forZones, [...path, "hints", "forZones"], 8),
+      nodeHints: hintNames(f, hints.forNodes, [...path, "hints", "forNodes"], 8),
+    });
+  });
+  if (failed()) return undefined;
+  return { namespace: meta.namespace, name: meta.name, labels: meta.labels, addressType, ports, endpoints };
+}
+
+/**
+ * Validate a v1 Endpoints object and convert it as the EndpointSlice mirroring controller
+ * would: one slice per subset and address family, `addresses` ready, `notReadyAddresses` not.
+ */
+export function validateEndpoints(obj: Record<string, unknown>, r: Reporter): EndpointSlice[] | undefined {
+  const { rep, failed } = withFailure(r);
+  const f = new Fields(rep);
+  const meta = readMeta(f, obj.metadata, "subdomain", true);
+  const slices: EndpointSlice[] = [];
+  f.list(obj.subsets, ["subsets"]).forEach((raw, si) => {
+    const s = f.obj(raw, ["subsets", si]);
+    if (!s) return;
+    const ports: EndpointPort[] = [];
+    f.list(s.ports, ["subsets", si, "ports"]).forEach((rp, pi) => {
+      const path = ["subsets", si, "ports", pi];
+      const p = f.obj(rp, path);
+      if (!p) return;
+      const name = f.str(p.name, [...path, "name"]) ?? "";
+      if (name !== "" && !isDNS1123Label(name)) f.r.error([...path, "name"], `${q(name)} is not a valid port name`);
+      const port = f.int(p.port, [...path, "port"], 1, 65535);
+      if (p.port === undefined) f.r.error([...path, "port"], "is required");
+      const protocol = f.oneOf<Protocol>(p.protocol, [...path, "protocol"], PROTOCOLS, "TCP");
+      if (port !== undefined) ports.push({ name, port, protocol });
+    });
+    const byFamily: Record<IPFamily, Endpoint[]> = { IPv4: [], IPv6: [] };
+    for (const [key, ready] of [
+      ["addresses", true],
+      ["notReadyAddresses", false],
+    ] as const) {
+      f.list(s[key], ["subsets", si, key]).forEach((ra, ai) => {
+        const path = ["subsets", si, key, ai];
+        const a = f.obj(ra, path);
+        if (!a) return;
+        const ipText = f.ip(a.ip, [...path, "ip"]);
+        if (a.ip === undefined) f.r.error([...path, "ip"], "is required");
+        const nodeName = f.str(a.nodeName, [...path, "nodeName"]);
+        if (nodeName !== undefined && !isDNS1123Subdomain(nodeName))
+          f.r.error([...path, "nodeName"], `${q(nodeName)} is not a valid node name`);
+        const ip = ipText ? parseIP(ipText) : undefined;
+        if (!ip) return;
+        byFamily[ip.family].push({
+          addresses: [ip.text],
+          ready,
+          serving: ready,
+          nodeName,
+          zoneHints: [],
+          nodeHints: [],
+        });
+      });
+    }
+    for (const fam of ["IPv4", "IPv6"] as const) {
+      if (byFamily[fam].length === 0) continue;
+      slices.push({
+        namespace: meta.namespace,
+        name: `${meta.name}-mirror-${si}${fam === "IPv6" ? "-v6" : ""}`,
+        labels: {
+          "kubernetes.io/service-name": meta.name,
+          "endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io",
+        },
+        addressType: fam,
+        ports,
+        endpoints: byFamily[fam],
+      });
+    }
+  });
+  return failed() ? undefined : slices;
+}
+
+/** Validate a v1 Node (the fields kip reads: labels, podCIDRs, addresses). */
+export function validateNode(obj: Record<string, unknown>, r: Reporter): Node | undefined {
+  const { rep, failed } = withFailure(r);
+  const f = new Fields(rep);
+  const meta = readMeta(f, obj.metadata, "subdomain", false);
+  const spec = f.obj(obj.spec, ["spec"]) ?? {};
+  const status = f.obj(obj.status, ["status"]) ?? {};
+  const podCIDRs: string[] = [];
+  const rawCIDRs = f.list(spec.podCIDRs, ["spec", "podCIDRs"]);
+  const list = rawCIDRs.length > 0 ? rawCIDRs : spec.podCIDR ? [spec.podCIDR] : [];
+  list.forEach((v, i) => {
+    const path = rawCIDRs.length > 0 ? ["spec", "podCIDRs", i] : ["spec", "podCIDR"];
+    const s = f.str(v, path);
+    const c = s === undefined ? undefined : parseCIDR(s);
+    if (s !== undefined && !c) f.r.error(path, `${q(s)} is not a valid CIDR`);
+    if (c) podCIDRs.push(c.text);
+  });
+  const addresses: Node["addresses"] = [];
+  f.list(status.addresses, ["status", "addresses"]).forEach((ra, i) => {
+    const a = f.obj(ra, ["status", "addresses", i]);
+    if (!a) return;
+    const type = f.str(a.type, ["status", "addresses", i, "type"]) ?? "";
+    const address = f.str(a.address, ["status", "addresses", i, "address"]) ?? "";
+    // Hostname entries are names, not IPs; only IP-typed entries are parsed.
+    if (type === "InternalIP" || type === "ExternalIP") {
+      const ip = parseIP(address);
+      if (!ip) f.r.error(["status", "addresses", i, "address"], `${q(address)} is not a valid IP address`);
+      else addresses.push({ type, address: ip.text });
+    }
+  });
+  const taints = f.list(spec.taints, ["spec", "taints"]);
+  const m = (obj.metadata ?? {}) as Record<string, unknown>;
+  const unschedulable =
+    m.deletionTimestamp !== undefined ||
+    taints.some((t) => isObject(t) && t.key === "ToBeDeletedByClusterAutoscaler");
+  if (failed()) return undefined;
+  return { name: meta.name, labels: meta.labels, podCIDRs, addresses, unschedulable };
+}
+
+export { Fields };

@@ -1,0 +1,138 @@
+/**
+ * The engine's output: per table, the chain lines and rule lines in the order kube-proxy
+ * writes them, and the exact iptables-restore text made from them.
+ */
+import type { IPFamily } from "../model/ip.ts";
+
+export type TableName = "filter" | "nat";
+
+export interface TableRules {
+  /** Chains declared (`:NAME - [0:0]`), in write order. */
+  chains: string[];
+  /** Rule lines (`-A …`, and `-X …` for deleted chains), in write order. */
+  rules: string[];
+}
+
+/** What one service port became: for `-o json`, explain and change tracking. */
+export interface ServicePortSummary {
+  service: string;
+  servicePortName: string;
+  protocol: string;
+  port: number;
+  clusterIP: string;
+  nodePort: number;
+  externalIPs: string[];
+  loadBalancerIPs: string[];
+  /** Chains written for this port (SVC/SVL/EXT/FW), in write order. */
+  chains: string[];
+  endpoints: { address: string; chain: string; ready: boolean; serving: boolean; terminating: boolean; local: boolean }[];
+  /** `REJECT` (no endpoints), `DROP` (no local endpoints), or "" when traffic is forwarded. */
+  internalVerdict: "" | "REJECT" | "DROP";
+  externalVerdict: "" | "REJECT" | "DROP";
+}
+
+export interface Ruleset {
+  family: IPFamily;
+  filter: TableRules;
+  nat: TableRules;
+  services: ServicePortSummary[];
+  /** Every nat chain the current services own (written or not): stale-chain GC keeps these. */
+  activeNatChains: Set<string>;
+  /** Comments on SEP/SVC/SVL rules are left out above 1000 endpoints (spec §8.3). */
+  largeCluster: boolean;
+  totalEndpoints: number;
+  /** Nat rule lines of unchanged services a partial sync did not write (spec §8.5). */
+  skippedNatRules: number;
+  /** Service ports whose traffic policy found no local endpoint (metrics, spec §12). */
+  noLocalEndpoints: { internal: number; external: number };
+}
+
+/** Rule lines that are `-A` (not `-X`). */
+export function countRules(t: TableRules): number {
+  let n = 0;
+  for (const r of t.rules) if (r.charCodeAt(1) === 65 /* A */) n++;
+  return n;
+}
+
+function writeTable(name: TableName, t: TableRules, out: string[]): void {
+  out.push(`*${name}\n`);
+  for (const c of t.chains) out.push(`:${c} - [0:0]\n`);
+  for (const r of t.rules) out.push(`${r}\n`);
+  out.push("COMMIT\n");
+}
+
+/** The iptables-restore input: `*filter` then `*nat`, each with chains, rules, COMMIT. */
+export function toRestore(rs: Pick<Ruleset, "filter" | "nat">): string {
+  const out: string[] = [];
+  writeTable("filter", rs.filter, out);
+  writeTable("nat", rs.nat, out);
+  return out.join("");
+}
+
+/** Split a rule line into arguments; double-quoted comments become one argument, unquoted. */
+export function tokenizeRule(line: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < line.length) {
+    if (line[i] === " ") {
+      i++;
+      continue;
+    }
+    if (line[i] === '"') {
+      const end = line.indexOf('"', i + 1);
+      const stop = end < 0 ? line.length : end;
+      out.push(line.slice(i + 1, stop));
+      i = stop + 1;
+    } else {
+      const end = line.indexOf(" ", i);
+      const stop = end < 0 ? line.length : end;
+      out.push(line.slice(i, stop));
+      i = stop;
+    }
+  }
+  return out;
+}
+
+/** Tables → chains → rules (as argument lists), for `-o json`. */
+export function toJSON(rs: Ruleset): object {
+  const table = (t: TableRules) => {
+    const chains = new Map<string, string[][]>(t.chains.map((c) => [c, []]));
+    const deleted: string[] = [];
+    for (const r of t.rules) {
+      const args = tokenizeRule(r);
+      if (args[0] === "-X") {
+        deleted.push(args[1]);
+        chains.delete(args[1]);
+        continue;
+      }
+      const list = chains.get(args[1]);
+      if (list) list.push(args.slice(2));
+      else chains.set(args[1], [args.slice(2)]);
+    }
+    return { chains: [...chains].map(([name, rules]) => ({ name, rules })), deletedChains: deleted };
+  };
+  return {
+    family: rs.family,
+    tables: { filter: table(rs.filter), nat: table(rs.nat) },
+    services: rs.services,
+    summary: summarize(rs),
+  };
+}
+
+export interface Summary {
+  services: number;
+  servicePorts: number;
+  endpoints: number;
+  chains: number;
+  rules: number;
+}
+
+export function summarize(rs: Ruleset): Summary {
+  return {
+    services: new Set(rs.services.map((s) => s.service)).size,
+    servicePorts: rs.services.length,
+    endpoints: rs.totalEndpoints,
+    chains: rs.filter.chains.length + rs.nat.chains.length,
+    rules: countRules(rs.filter) + countRules(rs.nat),
+  };
+}

@@ -1,0 +1,109 @@
+/**
+ * SHA-256 over a string, in plain JS. Chain names hash short strings (~40 bytes) hundreds of
+ * thousands of times per render; a per-call node:crypto hash object costs ~2.3 µs here, this
+ * loop ~0.4 µs. Verified against node:crypto in tests/util/sha256.test.ts.
+ */
+const K = new Int32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+  0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+  0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+  0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+  0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+  0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+  0xc67178f2,
+]);
+const W = new Int32Array(64);
+const H = new Int32Array(8);
+const encoder = new TextEncoder();
+
+let padded = new Uint8Array(256);
+
+/** Writes the UTF-8 bytes of `text` into the shared buffer (grown and zeroed), returns length. */
+function load(text: string): number {
+  let ascii = true;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) ascii = false;
+  const bytes = ascii ? undefined : encoder.encode(text);
+  const len = bytes ? bytes.length : text.length;
+  const need = (((len + 8) >> 6) + 1) * 64;
+  if (padded.length < need) padded = new Uint8Array(need * 2);
+  padded.fill(0, 0, need);
+  if (bytes) padded.set(bytes);
+  else for (let i = 0; i < len; i++) padded[i] = text.charCodeAt(i);
+  return len;
+}
+
+/** The 32-byte SHA-256 digest of the UTF-8 bytes of `text`. */
+export function sha256(text: string): Uint8Array {
+  const len = load(text);
+  const blocks = ((len + 8) >> 6) + 1;
+  padded[len] = 0x80;
+  const bitLen = len * 8;
+  const end = blocks * 64;
+  padded[end - 4] = bitLen >>> 24;
+  padded[end - 3] = bitLen >>> 16;
+  padded[end - 2] = bitLen >>> 8;
+  padded[end - 1] = bitLen;
+  padded[end - 5] = Math.floor(bitLen / 2 ** 32);
+  H[0] = 0x6a09e667;
+  H[1] = 0xbb67ae85;
+  H[2] = 0x3c6ef372;
+  H[3] = 0xa54ff53a;
+  H[4] = 0x510e527f;
+  H[5] = 0x9b05688c;
+  H[6] = 0x1f83d9ab;
+  H[7] = 0x5be0cd19;
+  for (let off = 0; off < end; off += 64) {
+    for (let i = 0; i < 16; i++) {
+      const j = off + i * 4;
+      W[i] = (padded[j] << 24) | (padded[j + 1] << 16) | (padded[j + 2] << 8) | padded[j + 3];
+    }
+    for (let i = 16; i < 64; i++) {
+      const w15 = W[i - 15];
+      const w2 = W[i - 2];
+      const s0 = ((w15 >>> 7) | (w15 << 25)) ^ ((w15 >>> 18) | (w15 << 14)) ^ (w15 >>> 3);
+      const s1 = ((w2 >>> 17) | (w2 << 15)) ^ ((w2 >>> 19) | (w2 << 13)) ^ (w2 >>> 10);
+      W[i] = (W[i - 16] + s0 + W[i - 7] + s1) | 0;
+    }
+    let a = H[0];
+    let b = H[1];
+    let c = H[2];
+    let d = H[3];
+    let e = H[4];
+    let f = H[5];
+    let g = H[6];
+    let h = H[7];
+    for (let i = 0; i < 64; i++) {
+      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+      const ch = (e & f) ^ (~e & g);
+      const t1 = (h + S1 + ch + K[i] + W[i]) | 0;
+      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+      const maj = (a & b) ^ (a & c) ^ (b & c);
+      const t2 = (S0 + maj) | 0;
+      h = g;
+      g = f;
+      f = e;
+      e = (d + t1) | 0;
+      d = c;
+      c = b;
+      b = a;
+      a = (t1 + t2) | 0;
+    }
+    H[0] = (H[0] + a) | 0;
+    H[1] = (H[1] + b) | 0;
+    H[2] = (H[2] + c) | 0;
+    H[3] = (H[3] + d) | 0;
+    H[4] = (H[4] + e) | 0;
+    H[5] = (H[5] + f) | 0;
+    H[6] = (H[6] + g) | 0;
+    H[7] = (H[7] + h) | 0;
+  }
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 8; i++) {
+    out[i * 4] = H[i] >>> 24;
+    out[i * 4 + 1] = H[i] >>> 16;
+    out[i * 4 + 2] = H[i] >>> 8;
+    out[i * 4 + 3] = H[i];
+  }
+  return out;
+}

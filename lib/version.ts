@@ -1,0 +1,2 @@
+/** kip's version, printed by `kip --version`. Kept in step with package.json by a test. */
+export const VERSION = "0.1.0";
