@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "../lib/version.ts";
-import { type IO, UsageError, processIO } from "./io.ts";
+import { type IO, processIO, UsageError } from "./io.ts";
 import { normalizeBooleanFlags } from "./node_flags.ts";
 import { renderCommand } from "./render.ts";
 
@@ -22,7 +22,11 @@ export async function main(argv: string[], io: IO = processIO()): Promise<number
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
-  program.addCommand(renderCommand(io, setExit).exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) }));
+  program.addCommand(
+    renderCommand(io, setExit)
+      .exitOverride()
+      .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) }),
+  );
   program
     .command("help [command]", { isDefault: false })
     .description("show help for kip or a command")

@@ -4,11 +4,17 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { check, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
-import { type ProxyConfig, defaultConfig } from "../lib/proxy/options.ts";
+import { defaultConfig, type ProxyConfig } from "../lib/proxy/options.ts";
 import { type IO, UsageError } from "./io.ts";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
-const commaList = (v: string, prev: string[] = []) => [...prev, ...v.split(",").map((s) => s.trim()).filter(Boolean)];
+const commaList = (v: string, prev: string[] = []) => [
+  ...prev,
+  ...v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
 
 /** Boolean flags that also take kube-proxy's `--flag=true|false` form. */
 export const BOOLEAN_FLAGS = [
@@ -52,8 +58,16 @@ export function addNodeFlags<C extends Command<any, any, any>>(cmd: C) {
     .option("--iptables-masquerade-bit <bit>", "fwmark bit for SNAT (0-31, default 14)")
     .option("--iptables-localhost-nodeports", "allow NodePorts on 127.0.0.1 (default on)")
     .option("--no-iptables-localhost-nodeports", "")
-    .option("--nodeport-addresses <cidrs>", 'CIDRs NodePorts listen on, or "primary" (comma-separated, repeatable)', commaList)
-    .option("--host-address <ip/len>", "an interface address of the node (repeatable; default: node IPs + loopback)", collect)
+    .option(
+      "--nodeport-addresses <cidrs>",
+      'CIDRs NodePorts listen on, or "primary" (comma-separated, repeatable)',
+      commaList,
+    )
+    .option(
+      "--host-address <ip/len>",
+      "an interface address of the node (repeatable; default: node IPs + loopback)",
+      collect,
+    )
     .option("--random-fully", "MASQUERADE --random-fully, as for iptables >= 1.6.2 (default on)")
     .option("--no-random-fully", "")
     .option("--nfacct", "write the nfacct counter matches (default off)")
@@ -117,7 +131,9 @@ export function resolveProxyConfig(o: NodeFlagValues, io: IO): ProxyConfig {
   if (o.detectLocalMode !== undefined) {
     const modes = ["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"];
     if (!modes.includes(o.detectLocalMode))
-      throw new UsageError(`--detect-local-mode: ${JSON.stringify(o.detectLocalMode)} is not one of ${modes.join(", ")}`);
+      throw new UsageError(
+        `--detect-local-mode: ${JSON.stringify(o.detectLocalMode)} is not one of ${modes.join(", ")}`,
+      );
     cfg.detectLocalMode = o.detectLocalMode as ProxyConfig["detectLocalMode"];
   }
   if (o.podBridgeInterface !== undefined) {

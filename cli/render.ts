@@ -8,7 +8,7 @@ import { summarize, toJSON } from "../lib/proxy/ruleset.ts";
 import { renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";
 import { type IO, UsageError } from "./io.ts";
-import { type NodeFlagValues, addNodeFlags, resolveProxyConfig } from "./node_flags.ts";
+import { addNodeFlags, type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
 
 const EXAMPLES = `
 Examples:
@@ -35,7 +35,10 @@ export function renderCommand(io: IO, setExit: (code: number) => void) {
     .addOption(new Option("--ip-family <family>", "which family's rules").choices(["IPv4", "IPv6"]).default("IPv4"))
     .addOption(new Option("-o, --output <format>", "output format").choices(["restore", "json"]).default("restore"))
     .option("--canonical", "print in the canonical order of upstream's golden tests (spec §16)")
-    .option("--simulate-endpoints", "make ready endpoints from matching Deployments/StatefulSets/… for Services without EndpointSlices")
+    .option(
+      "--simulate-endpoints",
+      "make ready endpoints from matching Deployments/StatefulSets/… for Services without EndpointSlices",
+    )
     .option("--strict", "exit 1 when there are warnings")
     .addHelpText("after", EXAMPLES)
     .action((paths, opts) => {
@@ -68,7 +71,9 @@ export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
   printProblems(io, "warning", result.warnings);
   if (result.errors.length > 0 || !result.ruleset) {
     printProblems(io, "error", result.errors);
-    io.stderr(`kip: ${result.errors.length} error${result.errors.length === 1 ? "" : "s"} in the manifests; nothing rendered\n`);
+    io.stderr(
+      `kip: ${result.errors.length} error${result.errors.length === 1 ? "" : "s"} in the manifests; nothing rendered\n`,
+    );
     return 2;
   }
   if (result.loaded.skipped.size > 0) {
@@ -77,7 +82,9 @@ export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
     io.stderr(`kip: skipped ${total} object${total === 1 ? "" : "s"} of kinds render does not read: ${kinds}\n`);
   }
   if (opts.strict && result.warnings.length > 0) {
-    io.stderr(`kip: ${result.warnings.length} warning${result.warnings.length === 1 ? "" : "s"} under --strict; nothing rendered\n`);
+    io.stderr(
+      `kip: ${result.warnings.length} warning${result.warnings.length === 1 ? "" : "s"} under --strict; nothing rendered\n`,
+    );
     return 1;
   }
   const rs = result.ruleset;

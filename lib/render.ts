@@ -3,7 +3,7 @@
  * `kip diff` and the library share. Pure: the caller reads the files.
  */
 import type { IPFamily } from "./model/ip.ts";
-import { type LoadResult, type Problem, loadManifests } from "./model/load.ts";
+import { type LoadResult, loadManifests, type Problem } from "./model/load.ts";
 import { simulateEndpoints } from "./model/simulate.ts";
 import { buildRules } from "./proxy/build.ts";
 import { type BuildOptions, type ProxyConfig, resolveBuildOptions } from "./proxy/options.ts";
@@ -39,7 +39,8 @@ export function renderManifests(
     const cidrs = config.clusterCIDR ? config.clusterCIDR.split(",") : [];
     const sim = simulateEndpoints(state.services, state.endpointSlices, loaded.workloads, cidrs);
     state.endpointSlices = [...state.endpointSlices, ...sim.slices];
-    for (const w of sim.warnings) warnings.push({ file: w.origin?.file ?? "", line: w.origin?.line ?? 0, message: w.message });
+    for (const w of sim.warnings)
+      warnings.push({ file: w.origin?.file ?? "", line: w.origin?.line ?? 0, message: w.message });
   }
   const options = resolveBuildOptions(config, opts.family, state.node);
   const ruleset = buildRules(state, options);

@@ -2,7 +2,7 @@
  * Manifests (text) → ClusterState, with every problem located at file:line and field path.
  */
 import { type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
-import { type Workload, validateWorkload } from "./simulate.ts";
+import { validateWorkload, type Workload } from "./simulate.ts";
 import type { ClusterState, EndpointSlice, Node, Origin, Service } from "./types.ts";
 import { type Reporter, validateEndpointSlice, validateEndpoints, validateNode, validateService } from "./validate.ts";
 
@@ -36,7 +36,13 @@ export function formatPath(path: Path): string {
   return s;
 }
 
-const WORKLOAD_KINDS = new Set(["apps/v1 Deployment", "apps/v1 StatefulSet", "apps/v1 ReplicaSet", "apps/v1 DaemonSet", "v1 Pod"]);
+const WORKLOAD_KINDS = new Set([
+  "apps/v1 Deployment",
+  "apps/v1 StatefulSet",
+  "apps/v1 ReplicaSet",
+  "apps/v1 DaemonSet",
+  "v1 Pod",
+]);
 
 /** Parse and validate manifest files. Never throws on bad input: everything goes to errors. */
 export function loadManifests(files: { file: string; text: string }[], opts: LoadOptions): LoadResult {
@@ -53,18 +59,26 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
   const visit = (doc: ParsedDoc, value: unknown, base: Path) => {
     const at = (path: Path) => doc.line([...base, ...path]);
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      errors.push({ file: doc.file, line: at([]), message: `${formatPath(base) || "document"}: expected a Kubernetes object` });
+      errors.push({
+        file: doc.file,
+        line: at([]),
+        message: `${formatPath(base) || "document"}: expected a Kubernetes object`,
+      });
       return;
     }
     const obj = value as Record<string, unknown>;
     const apiVersion = typeof obj.apiVersion === "string" ? obj.apiVersion : "";
     const kind = typeof obj.kind === "string" ? obj.kind : "";
     if (!kind || !apiVersion) {
-      errors.push({ file: doc.file, line: at([]), message: `${formatPath(base) || "document"}: apiVersion and kind are required` });
+      errors.push({
+        file: doc.file,
+        line: at([]),
+        message: `${formatPath(base) || "document"}: apiVersion and kind are required`,
+      });
       return;
     }
     if (kind.endsWith("List") && Array.isArray(obj.items)) {
-      obj.items.forEach((item, i) => visit(doc, item, [...base, "items", i]));
+      for (const [i, item] of obj.items.entries()) visit(doc, item, [...base, "items", i]);
       return;
     }
     const meta = (typeof obj.metadata === "object" && obj.metadata ? obj.metadata : {}) as Record<string, unknown>;
@@ -99,7 +113,11 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
       }
       case "v1 Endpoints": {
         const list = validateEndpoints(obj, reporter);
-        if (list) endpoints.push({ slices: list.map((s) => ({ ...s, origin })), key: `${String(meta.namespace || "default")}/${String(meta.name)}` });
+        if (list)
+          endpoints.push({
+            slices: list.map((s) => ({ ...s, origin })),
+            key: `${String(meta.namespace || "default")}/${String(meta.name)}`,
+          });
         return;
       }
       case "v1 Node": {

@@ -7,7 +7,7 @@
 import { sha256 } from "../util/sha256.ts";
 import { type CIDR, type IPFamily, parseCIDR } from "./ip.ts";
 import type { EndpointSlice, Origin, Protocol, Service } from "./types.ts";
-import { Fields, type Reporter, isIANASvcName, readMeta } from "./validate.ts";
+import { Fields, isIANASvcName, type Reporter, readMeta } from "./validate.ts";
 
 export interface ContainerPort {
   name: string;
@@ -65,7 +65,8 @@ export function validateWorkload(kind: string, obj: Record<string, unknown>, r: 
       const p = f.obj(rp, path);
       if (!p) return;
       const name = f.str(p.name, [...path, "name"]) ?? "";
-      if (name !== "" && !isIANASvcName(name)) f.r.error([...path, "name"], `${JSON.stringify(name)} is not a valid port name`);
+      if (name !== "" && !isIANASvcName(name))
+        f.r.error([...path, "name"], `${JSON.stringify(name)} is not a valid port name`);
       const containerPort = f.int(p.containerPort, [...path, "containerPort"], 1, 65535);
       const protocol = f.oneOf<Protocol>(p.protocol, [...path, "protocol"], ["TCP", "UDP", "SCTP"], "TCP");
       if (containerPort !== undefined) ports.push({ name, containerPort, protocol });
@@ -115,7 +116,7 @@ class Allocator {
     const usable = this.cidr.family === "IPv4" ? size - 2 : size - 1;
     if (usable < 1 || this.used.size >= usable) return undefined;
     const d = sha256(identity);
-    let n = (d[0] * 2 ** 40 + d[1] * 2 ** 32 + ((d[2] << 24) | (d[3] << 16) | (d[4] << 8) | d[5]) >>> 0) % usable;
+    let n = ((d[0] * 2 ** 40 + d[1] * 2 ** 32 + ((d[2] << 24) | (d[3] << 16) | (d[4] << 8) | d[5])) >>> 0) % usable;
     for (;;) {
       const offset = n + 1;
       const bytes = [...this.cidr.bytes];
@@ -226,7 +227,14 @@ export function simulateEndpoints(
           addressType: family,
           // A named port no container declares resolves to 0: kube-proxy skips such a port.
           ports: svc.ports.map((p, i) => ({ name: p.name, port: g.ports[i], protocol: p.protocol })),
-          endpoints: g.ips.map((ip) => ({ addresses: [ip], ready: true, serving: true, terminating: false, zoneHints: [], nodeHints: [] })),
+          endpoints: g.ips.map((ip) => ({
+            addresses: [ip],
+            ready: true,
+            serving: true,
+            terminating: false,
+            zoneHints: [],
+            nodeHints: [],
+          })),
         });
       }
     }

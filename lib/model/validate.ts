@@ -33,7 +33,7 @@ const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const IANA_SVC_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const INTERFACE_NAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
-const q = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
+const q = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v)));
 
 export function isDNS1123Label(s: string): boolean {
   return s.length <= 63 && DNS1123_LABEL.test(s);
@@ -231,7 +231,8 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     if (!p) return;
     const name = f.str(p.name, [...path, "name"]) ?? "";
     if (name !== "" && !isDNS1123Label(name)) f.r.error([...path, "name"], `${q(name)} is not a valid port name`);
-    if (rawPorts.length > 1 && name === "") f.r.error([...path, "name"], "is required when a Service has several ports");
+    if (rawPorts.length > 1 && name === "")
+      f.r.error([...path, "name"], "is required when a Service has several ports");
     if (names.has(name) && name !== "") f.r.error([...path, "name"], `duplicate port name ${q(name)}`);
     names.add(name);
     const protocol = f.oneOf<Protocol>(p.protocol, [...path, "protocol"], PROTOCOLS, "TCP");
@@ -271,8 +272,11 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     const special =
       isUnspecified(ip) ||
       isLoopback(ip) ||
-      (ip.family === "IPv4" ? (b[0] === 169 && b[1] === 254) || b[0] >= 224 : (b[0] === 0xfe && (b[1] & 0xc0) === 0x80) || b[0] === 0xff);
-    if (special) f.r.error(["spec", "externalIPs", i], `${q(v)} may not be unspecified, loopback, link-local or multicast`);
+      (ip.family === "IPv4"
+        ? (b[0] === 169 && b[1] === 254) || b[0] >= 224
+        : (b[0] === 0xfe && (b[1] & 0xc0) === 0x80) || b[0] === 0xff);
+    if (special)
+      f.r.error(["spec", "externalIPs", i], `${q(v)} may not be unspecified, loopback, link-local or multicast`);
     else externalIPs.push(ip.text);
   });
 
@@ -280,7 +284,7 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
   const loadBalancerSourceRanges: string[] = [];
   const ranges = f.list(spec.loadBalancerSourceRanges, ["spec", "loadBalancerSourceRanges"]);
   if (ranges.length > 0 && type !== "LoadBalancer")
-    f.r.error(["spec", "loadBalancerSourceRanges"], "may only be used when type is \"LoadBalancer\"");
+    f.r.error(["spec", "loadBalancerSourceRanges"], 'may only be used when type is "LoadBalancer"');
   ranges.forEach((v, i) => {
     const s = f.str(v, ["spec", "loadBalancerSourceRanges", i]);
     if (s === undefined) return;
@@ -309,19 +313,26 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
   });
 
   // Session affinity.
-  const sessionAffinity = f.oneOf(spec.sessionAffinity, ["spec", "sessionAffinity"], ["None", "ClientIP"] as const, "None");
+  const sessionAffinity = f.oneOf(
+    spec.sessionAffinity,
+    ["spec", "sessionAffinity"],
+    ["None", "ClientIP"] as const,
+    "None",
+  );
   const sac = f.obj(spec.sessionAffinityConfig, ["spec", "sessionAffinityConfig"]);
   let affinityTimeoutSeconds = 0;
   if (sessionAffinity === "ClientIP") {
     const cip = sac ? f.obj(sac.clientIP, ["spec", "sessionAffinityConfig", "clientIP"]) : undefined;
     const t = cip?.timeoutSeconds;
-    affinityTimeoutSeconds = f.int(t, ["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"], 1, 86400) ?? 10800;
+    affinityTimeoutSeconds =
+      f.int(t, ["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"], 1, 86400) ?? 10800;
   } else if (sac && Object.keys(sac).length > 0) {
     f.r.error(["spec", "sessionAffinityConfig"], 'must not be set when sessionAffinity is "None"');
   }
 
   // Traffic policies.
-  const externallyAccessible = type === "NodePort" || type === "LoadBalancer" || (type === "ClusterIP" && externalIPs.length > 0);
+  const externallyAccessible =
+    type === "NodePort" || type === "LoadBalancer" || (type === "ClusterIP" && externalIPs.length > 0);
   const etpRaw = f.str(spec.externalTrafficPolicy, ["spec", "externalTrafficPolicy"]);
   let externalTrafficPolicy: TrafficPolicy = "Cluster";
   if (etpRaw !== undefined && etpRaw !== "") {
@@ -562,8 +573,7 @@ export function validateNode(obj: Record<string, unknown>, r: Reporter): Node | 
   const taints = f.list(spec.taints, ["spec", "taints"]);
   const m = (obj.metadata ?? {}) as Record<string, unknown>;
   const unschedulable =
-    m.deletionTimestamp !== undefined ||
-    taints.some((t) => isObject(t) && t.key === "ToBeDeletedByClusterAutoscaler");
+    m.deletionTimestamp !== undefined || taints.some((t) => isObject(t) && t.key === "ToBeDeletedByClusterAutoscaler");
   if (failed()) return undefined;
   return { name: meta.name, labels: meta.labels, podCIDRs, addresses, unschedulable };
 }

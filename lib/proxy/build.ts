@@ -61,7 +61,13 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   const ipv4 = family === "IPv4";
   const lnp = opts.localhostNodePorts && ipv4;
 
-  const filterChains = ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"];
+  const filterChains = [
+    "KUBE-SERVICES",
+    "KUBE-EXTERNAL-SERVICES",
+    "KUBE-FORWARD",
+    "KUBE-NODEPORTS",
+    "KUBE-PROXY-FIREWALL",
+  ];
   if (lnp) filterChains.push("KUBE-FIREWALL");
   const filterRules: string[] = [];
   const natChains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"];
@@ -133,7 +139,9 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     // 2. External IPs.
     for (const x of sp.externalIPs) {
       if (hasEndpoints)
-        natRules.push(`-A KUBE-SERVICES -m comment --comment "${spn} external IP" ${P} -d ${x} --dport ${sp.port} -j ${ext}`);
+        natRules.push(
+          `-A KUBE-SERVICES -m comment --comment "${spn} external IP" ${P} -d ${x} --dport ${sp.port} -j ${ext}`,
+        );
       if (!hasExternal)
         filterRules.push(
           `-A KUBE-EXTERNAL-SERVICES -m comment --comment ${externalComment} ${P} -d ${x} --dport ${sp.port} -j ${externalVerdict}`,
@@ -196,10 +204,14 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     if (usesEXT) {
       declare(ext);
       if (!sp.externalPolicyLocal) {
-        rules.push(`-A ${ext} -m comment --comment "masquerade traffic for ${spn} external destinations" -j KUBE-MARK-MASQ`);
+        rules.push(
+          `-A ${ext} -m comment --comment "masquerade traffic for ${spn} external destinations" -j KUBE-MARK-MASQ`,
+        );
       } else {
         if (isLocal)
-          rules.push(`-A ${ext} -m comment --comment "pod traffic for ${spn} external destinations" ${isLocal} -j ${svc}`);
+          rules.push(
+            `-A ${ext} -m comment --comment "pod traffic for ${spn} external destinations" ${isLocal} -j ${svc}`,
+          );
         rules.push(
           `-A ${ext} -m comment --comment "masquerade LOCAL traffic for ${spn} external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ`,
         );
@@ -229,19 +241,17 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
       const sepOf = list.map((e) => endpointChain(spn, sp.protocol, e.ipPort));
       const cmt = (e: EndpointInfo) => (largeCluster ? "" : ` -m comment --comment "${spn} -> ${e.ipPort}"`);
       if (sp.affinitySeconds > 0)
-        list.forEach((e, i) =>
+        for (let i = 0; i < list.length; i++)
           rules.push(
-            `-A ${chain}${cmt(e)} -m recent --name ${sepOf[i]} --rcheck --seconds ${sp.affinitySeconds} --reap -j ${sepOf[i]}`,
-          ),
-        );
+            `-A ${chain}${cmt(list[i])} -m recent --name ${sepOf[i]} --rcheck --seconds ${sp.affinitySeconds} --reap -j ${sepOf[i]}`,
+          );
       const n = list.length;
-      list.forEach((e, i) =>
+      for (let i = 0; i < n; i++)
         rules.push(
           i < n - 1
-            ? `-A ${chain}${cmt(e)} -m statistic --mode random --probability ${probability(n - i)} -j ${sepOf[i]}`
-            : `-A ${chain}${cmt(e)} -j ${sepOf[i]}`,
-        ),
-      );
+            ? `-A ${chain}${cmt(list[i])} -m statistic --mode random --probability ${probability(n - i)} -j ${sepOf[i]}`
+            : `-A ${chain}${cmt(list[i])} -j ${sepOf[i]}`,
+        );
     };
     if (usesSVC) dispatch(svc, clusterEps);
     if (usesSVL) dispatch(svl, localEps);
@@ -289,13 +299,16 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
 
   // Stale service chains left on the host by earlier syncs (spec §8.2), sorted (spec §16).
   if (sync.existingNatChains && !sync.skipStaleChainCleanup) {
-    const stale = [...new Set(sync.existingNatChains)].filter((c) => isServiceChain(c) && !activeNatChains.has(c)).sort();
+    const stale = [...new Set(sync.existingNatChains)]
+      .filter((c) => isServiceChain(c) && !activeNatChains.has(c))
+      .sort();
     for (const c of stale) natChains.push(c);
     for (const c of stale) natRules.push(`-X ${c}`);
   }
 
   // Tail: KUBE-SERVICES → KUBE-NODEPORTS, always last (spec §7.3).
-  const tail = '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
+  const tail =
+    '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"';
   if (opts.nodePortCIDRs.length === 0) {
     if (!ipv4) natRules.push(`${tail} -m addrtype --dst-type LOCAL ! -d ::1/128 -j KUBE-NODEPORTS`);
     else if (lnp) natRules.push(`${tail} -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS`);

@@ -47,8 +47,7 @@ export function categorize(sp: ServicePortInfo, eps: EndpointInfo[], topo: Topol
     clusterEps = eps.filter(
       (e) =>
         e.ready &&
-        (mode === "none" ||
-          (mode === "node" ? e.nodeHints.includes(topo.nodeName) : e.zoneHints.includes(topo.zone))),
+        (mode === "none" || (mode === "node" ? e.nodeHints.includes(topo.nodeName) : e.zoneHints.includes(topo.zone))),
     );
     if (clusterEps.length === 0) clusterEps = eps.filter(servingTerminating);
     hasEndpoints = clusterEps.length > 0;

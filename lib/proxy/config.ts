@@ -2,11 +2,12 @@
  * KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) → the settings kip reads, and the
  * checks shared by config files and flags (every value here can end up in a rule).
  */
-import type { DetectLocalMode, ProxyConfig } from "./options.ts";
+
 import { parseCIDR, parseIP } from "../model/ip.ts";
 import { formatPath, type Problem } from "../model/load.ts";
 import { parseManifestText } from "../model/parse.ts";
-import { Fields, type Reporter, isDNS1123Subdomain, isInterfaceName } from "../model/validate.ts";
+import { Fields, isDNS1123Subdomain, isInterfaceName, type Reporter } from "../model/validate.ts";
+import type { DetectLocalMode, ProxyConfig } from "./options.ts";
 
 /** Daemon settings from the same file (used by `kip sync`). */
 export interface DaemonConfig {
@@ -35,7 +36,8 @@ export function parseDuration(s: string): number | undefined {
 
 /** Checks on settings that reach rules; each returns an error message or undefined. */
 export const check = {
-  hostname: (s: string) => (isDNS1123Subdomain(s) ? undefined : `hostname ${JSON.stringify(s)} is not a valid node name`),
+  hostname: (s: string) =>
+    isDNS1123Subdomain(s) ? undefined : `hostname ${JSON.stringify(s)} is not a valid node name`,
   clusterCIDR(s: string): string | undefined {
     const seen = new Set<string>();
     for (const part of s.split(",")) {
@@ -49,14 +51,17 @@ export const check = {
   nodeIP: (s: string) => (parseIP(s) ? undefined : `node IP ${JSON.stringify(s)} is not a valid IP address`),
   interfaceName: (s: string) => (isInterfaceName(s) ? undefined : `interface name ${JSON.stringify(s)} is not valid`),
   nodePortAddresses(list: string[]): string | undefined {
-    if (list.includes("primary") && list.length > 1) return '"primary" may not be combined with CIDRs in nodePortAddresses';
-    for (const s of list) if (s !== "primary" && !parseCIDR(s)) return `nodePortAddresses entry ${JSON.stringify(s)} is not a valid CIDR`;
+    if (list.includes("primary") && list.length > 1)
+      return '"primary" may not be combined with CIDRs in nodePortAddresses';
+    for (const s of list)
+      if (s !== "primary" && !parseCIDR(s)) return `nodePortAddresses entry ${JSON.stringify(s)} is not a valid CIDR`;
     return undefined;
   },
   hostAddress(s: string): string | undefined {
     return parseCIDR(s) && s.includes("/") ? undefined : `host address ${JSON.stringify(s)} is not IP/LEN`;
   },
-  masqueradeBit: (n: number) => (Number.isInteger(n) && n >= 0 && n <= 31 ? undefined : `masquerade bit ${n} is out of range (0-31)`),
+  masqueradeBit: (n: number) =>
+    Number.isInteger(n) && n >= 0 && n <= 31 ? undefined : `masquerade bit ${n} is out of range (0-31)`,
 };
 
 export interface ConfigResult {
@@ -85,7 +90,12 @@ export function parseKubeProxyConfiguration(file: string, text: string): ConfigR
   }
   const mode = f.str(o.mode, ["mode"]);
   if (mode && mode !== "iptables") r.error(["mode"], `${JSON.stringify(mode)}: kip implements the iptables mode only`);
-  const setStr = (key: "hostname" | "clusterCIDR" | "bindAddress", v: unknown, path: string[], c?: (s: string) => string | undefined) => {
+  const setStr = (
+    key: "hostname" | "clusterCIDR" | "bindAddress",
+    v: unknown,
+    path: string[],
+    c?: (s: string) => string | undefined,
+  ) => {
     const s = f.str(v, path);
     if (s === undefined || s === "") return;
     const e = c?.(s);

@@ -2,7 +2,7 @@
  * Proxy configuration (the KubeProxyConfiguration fields iptables mode reads, spec §15) and
  * its resolution into the per-family options the builder takes.
  */
-import { type IPFamily, cidrContains, isLoopback, isUnspecified, parseCIDR, parseIP } from "../model/ip.ts";
+import { cidrContains, type IPFamily, isLoopback, isUnspecified, parseCIDR, parseIP } from "../model/ip.ts";
 import { type Node, ZONE_LABEL } from "../model/types.ts";
 
 export type DetectLocalMode = "ClusterCIDR" | "NodeCIDR" | "BridgeInterface" | "InterfaceNamePrefix" | "None";
@@ -104,7 +104,11 @@ export function nodeIPsByFamily(config: ProxyConfig, node?: Node): Partial<Recor
 }
 
 /** nodePortAddresses for one family with `primary` expanded; [] means match-all. */
-export function nodePortCIDRs(config: ProxyConfig, family: IPFamily, nodeIPs: Partial<Record<IPFamily, string>>): string[] {
+export function nodePortCIDRs(
+  config: ProxyConfig,
+  family: IPFamily,
+  nodeIPs: Partial<Record<IPFamily, string>>,
+): string[] {
   const list: string[] = [];
   for (const s of config.nodePortAddresses) {
     if (s === "primary") {
@@ -157,7 +161,11 @@ export function resolveBuildOptions(config: ProxyConfig, family: IPFamily, node?
   let hostAddresses = config.hostAddresses;
   if (hostAddresses.length === 0) {
     // Default host facts: the node IPs plus loopback.
-    hostAddresses = [...Object.values(nodeIPs).map((ip) => `${ip}/${ip.includes(":") ? 128 : 32}`), "127.0.0.1/8", "::1/128"];
+    hostAddresses = [
+      ...Object.values(nodeIPs).map((ip) => `${ip}/${ip.includes(":") ? 128 : 32}`),
+      "127.0.0.1/8",
+      "::1/128",
+    ];
   }
   const hostIPs = hostAddresses
     .map((s) => parseIP(s.split("/")[0]))

@@ -25,7 +25,14 @@ export interface ServicePortSummary {
   loadBalancerIPs: string[];
   /** Chains written for this port (SVC/SVL/EXT/FW), in write order. */
   chains: string[];
-  endpoints: { address: string; chain: string; ready: boolean; serving: boolean; terminating: boolean; local: boolean }[];
+  endpoints: {
+    address: string;
+    chain: string;
+    ready: boolean;
+    serving: boolean;
+    terminating: boolean;
+    local: boolean;
+  }[];
   /** `REJECT` (no endpoints), `DROP` (no local endpoints), or "" when traffic is forwarded. */
   internalVerdict: "" | "REJECT" | "DROP";
   externalVerdict: "" | "REJECT" | "DROP";

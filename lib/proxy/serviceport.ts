@@ -1,7 +1,7 @@
 /**
  * Service → per-port entries for one IP family (spec §1.1, §1.2).
  */
-import { type IPFamily, familyOf } from "../model/ip.ts";
+import { familyOf, type IPFamily } from "../model/ip.ts";
 import { HEADLESS_LABEL, type Protocol, SERVICE_PROXY_NAME_LABEL, type Service } from "../model/types.ts";
 import { type ServiceChains, serviceChains, servicePortName } from "./names.ts";
 

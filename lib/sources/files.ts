@@ -2,7 +2,7 @@
  * Manifest paths → file texts: files, directories (recursive: .yaml, .yml, .json, in name
  * order) and `-` for standard input.
  */
-import { readFileSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 export interface ManifestFile {
