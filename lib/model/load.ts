@@ -54,7 +54,7 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
   const nodes: Node[] = [];
   const workloads: Workload[] = [];
   const skipped = new Map<string, number>();
-  const seen = new Map<string, string>();
+  const seen = new Map<string, Origin>();
 
   const visit = (doc: ParsedDoc, value: unknown, base: Path) => {
     const at = (path: Path) => doc.line([...base, ...path]);
@@ -88,17 +88,23 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
       error: (p, m) => errors.push({ file: doc.file, line: at(p), message: `${where}: ${formatPath(p)}: ${m}` }),
       warn: (p, m) => warnings.push({ file: doc.file, line: at(p), message: `${where}: ${formatPath(p)}: ${m}` }),
     };
-    const origin: Origin = { file: doc.file, line: at([]) };
+    // Lazy: finding a line in JSON re-parses the file, which only an error should pay for.
+    const origin: Origin = {
+      file: doc.file,
+      get line() {
+        return at([]);
+      },
+    };
     const typeKey = `${apiVersion} ${kind}`;
     if (["v1 Service", "discovery.k8s.io/v1 EndpointSlice", "v1 Endpoints", "v1 Node"].includes(typeKey)) {
       const key = `${typeKey} ${kind === "Node" ? String(meta.name) : `${String(meta.namespace || "default")}/${String(meta.name)}`}`;
       const prev = seen.get(key);
-      const here = `${doc.file}:${origin.line}`;
       if (prev) {
-        errors.push({ file: doc.file, line: origin.line, message: `${where}: defined twice (first at ${prev})` });
+        const first = `${prev.file}:${prev.line}`;
+        errors.push({ file: doc.file, line: origin.line, message: `${where}: defined twice (first at ${first})` });
         return;
       }
-      seen.set(key, here);
+      seen.set(key, origin);
     }
     switch (typeKey) {
       case "v1 Service": {

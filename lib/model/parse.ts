@@ -88,6 +88,78 @@ export function findDuplicateJSONKey(text: string): { offset: number; key: strin
   return undefined;
 }
 
+/**
+ * Where JSON text first goes wrong (JSON.parse under Bun reports no position). Only runs on
+ * text JSON.parse rejected, so it favours being short over being fast.
+ */
+export function jsonErrorAt(text: string): { offset: number; message: string } {
+  let i = 0;
+  const fail = (message: string): never => {
+    throw { offset: Math.min(i, text.length), message };
+  };
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i])) i++;
+  };
+  const literal = /^(?:true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)/;
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      ws();
+      if (text[i] === "}") return void i++;
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail("expected a quoted key");
+        str();
+        ws();
+        if (text[i] !== ":") fail('expected ":" after a key');
+        i++;
+        value();
+        ws();
+        if (text[i] === ",") i++;
+        else if (text[i] === "}") return void i++;
+        else fail('expected "," or "}"');
+      }
+    }
+    if (c === "[") {
+      i++;
+      ws();
+      if (text[i] === "]") return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ",") i++;
+        else if (text[i] === "]") return void i++;
+        else fail('expected "," or "]"');
+      }
+    }
+    if (c === '"') return str();
+    const m = literal.exec(text.slice(i, i + 400));
+    if (!m) fail(i >= text.length ? "unexpected end of input" : `unexpected ${JSON.stringify(text[i])}`);
+    i += m?.[0].length ?? 0;
+  };
+  const str = () => {
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text[i] === "\\") i++;
+      else if (text.charCodeAt(i) < 0x20) fail("control character in a string");
+      i++;
+    }
+    if (i >= text.length) fail("unterminated string");
+    i++;
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail(`unexpected ${JSON.stringify(text[i])} after the document`);
+  } catch (e) {
+    if (typeof e === "object" && e !== null && "offset" in e) return e as { offset: number; message: string };
+    throw e;
+  }
+  return { offset: 0, message: "not valid JSON" };
+}
+
 function looksLikeJSON(file: string, text: string): boolean {
   if (file.endsWith(".json")) return true;
   const m = /^\s*(\S)/.exec(text);
@@ -117,11 +189,9 @@ function parseJSON(file: string, text: string, docs: ParsedDoc[], errors: ParseE
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (e) {
-    // Let yaml find the line: JSON is YAML, and its errors carry positions.
-    const before = errors.length;
-    parseYAML(file, text, [], errors);
-    if (errors.length === before) errors.push({ file, line: 1, message: `invalid JSON: ${(e as Error).message}` });
+  } catch {
+    const bad = jsonErrorAt(text);
+    errors.push({ file, line: lineAt(text, bad.offset), message: `invalid JSON: ${bad.message}` });
     return;
   }
   const dup = findDuplicateJSONKey(text);

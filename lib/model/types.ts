@@ -15,7 +15,8 @@ export type TrafficPolicy = "Cluster" | "Local";
 /** Where an object came from, for messages: `file:line` or an apiserver reference. */
 export interface Origin {
   file: string;
-  line: number;
+  /** May be a getter: finding a line can cost a re-parse. */
+  readonly line: number;
 }
 
 export interface ServicePort {

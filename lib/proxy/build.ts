@@ -236,9 +236,16 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
       rules.push(`-A ${fw} -m comment --comment "other traffic to ${spn} will be dropped by KUBE-PROXY-FIREWALL"`);
     }
     // 11–12. SVC and SVL dispatch.
+    // Each endpoint's chain name is hashed once, though SVC, SVL and SEP rules all use it.
+    const sepNames = new Map<string, string>();
+    const sepName = (e: EndpointInfo) => {
+      let n = sepNames.get(e.ipPort);
+      if (n === undefined) sepNames.set(e.ipPort, (n = endpointChain(spn, sp.protocol, e.ipPort)));
+      return n;
+    };
     const dispatch = (chain: string, list: EndpointInfo[]) => {
       declare(chain);
-      const sepOf = list.map((e) => endpointChain(spn, sp.protocol, e.ipPort));
+      const sepOf = list.map(sepName);
       const cmt = (e: EndpointInfo) => (largeCluster ? "" : ` -m comment --comment "${spn} -> ${e.ipPort}"`);
       if (sp.affinitySeconds > 0)
         for (let i = 0; i < list.length; i++)
@@ -259,7 +266,7 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     const sepCmt = largeCluster ? "" : ` -m comment --comment ${spn}`;
     const summaryEndpoints: ServicePortSummary["endpoints"] = [];
     for (const e of reachableEps) {
-      const sep = endpointChain(spn, sp.protocol, e.ipPort);
+      const sep = sepName(e);
       chains.push(sep);
       rules.push(`-A ${sep}${sepCmt} -s ${e.ip} -j KUBE-MARK-MASQ`);
       const affinity = sp.affinitySeconds > 0 ? ` -m recent --name ${sep} --set` : "";

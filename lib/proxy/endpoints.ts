@@ -29,6 +29,20 @@ const byName = (a: EndpointSlice, b: EndpointSlice) =>
   a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 const byIpPort = (a: EndpointInfo, b: EndpointInfo) => (a.ipPort < b.ipPort ? -1 : a.ipPort > b.ipPort ? 1 : 0);
 
+/** Orders endpoints that share an ip:port, so input order never decides which one is kept. */
+function tieKey(e: EndpointInfo): string {
+  // Ready, then serving, then not terminating sort first: the "first seen" is the most usable.
+  return `${e.ready ? 0 : 1}${e.serving ? 0 : 1}${e.terminating ? 1 : 0}${e.isLocal ? 0 : 1} ${e.zoneHints.join(",")} ${e.nodeHints.join(",")}`;
+}
+
+const byIpPortThenState = (a: EndpointInfo, b: EndpointInfo) => {
+  const c = byIpPort(a, b);
+  if (c !== 0) return c;
+  const ka = tieKey(a);
+  const kb = tieKey(b);
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+};
+
 /**
  * Endpoints of every service port found in `slices`, keyed by servicePortKey(spn, protocol),
  * each list sorted by the `ip:port` string.
@@ -37,7 +51,8 @@ export function endpointsByServicePort(
   slices: readonly EndpointSlice[],
   opts: EndpointsOptions,
 ): Map<string, EndpointInfo[]> {
-  // Upstream's first-seen order is Go map order; kip fixes it: slices by name (spec §1.3).
+  // Upstream's first-seen order is Go map order; kip fixes it: slices by name, endpoints by
+  // ip:port and then by state (spec §1.3, §16).
   const sorted = slices.filter((s) => s.addressType === opts.family && !excludedByLabels(s.labels)).sort(byName);
   const byKey = new Map<string, Map<string, EndpointInfo>>();
   for (const slice of sorted) {
@@ -65,7 +80,7 @@ export function endpointsByServicePort(
           nodeHints: ep.nodeHints,
         });
       }
-      eps.sort(byIpPort);
+      eps.sort(byIpPortThenState);
       for (const e of eps) {
         // v1.31–v1.34: the first one wins unless a later duplicate is local.
         if (!seen.has(e.ipPort) || e.isLocal) seen.set(e.ipPort, e);

@@ -2,22 +2,36 @@
  * Chain names: `KUBE-SVC-` + the first 16 characters of base32(sha256(text)) (spec §2).
  */
 import type { Protocol } from "../model/types.ts";
-import { sha256 } from "../util/sha256.ts";
+import { sha256Words } from "../util/sha256.ts";
 
 const B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /** First 16 chars of RFC 4648 base32 of SHA-256: 80 bits, so only 10 digest bytes matter. */
 export function hash16(text: string): string {
-  const d = sha256(text);
-  let out = "";
-  // Two groups of 5 bytes = 40 bits = 8 base32 digits each.
-  for (let g = 0; g < 10; g += 5) {
-    const hi = d[g]; // top 8 bits
-    const lo = ((d[g + 1] << 24) | (d[g + 2] << 16) | (d[g + 3] << 8) | d[g + 4]) >>> 0;
-    const v = hi * 2 ** 32 + lo;
-    for (let s = 35; s >= 0; s -= 5) out += B32[Math.floor(v / 2 ** s) % 32];
-  }
-  return out;
+  const h = sha256Words(text);
+  return (
+    b32x8(h[0] >>> 24, h[0] >>> 16, h[0] >>> 8, h[0], h[1] >>> 24) +
+    b32x8(h[1] >>> 16, h[1] >>> 8, h[1], h[2] >>> 24, h[2] >>> 16)
+  );
+}
+
+/** Five bytes (low 8 bits of each argument) → eight base32 digits. */
+function b32x8(a: number, b: number, c: number, d: number, e: number): string {
+  a &= 255;
+  b &= 255;
+  c &= 255;
+  d &= 255;
+  e &= 255;
+  return (
+    B32[a >> 3] +
+    B32[((a & 7) << 2) | (b >> 6)] +
+    B32[(b >> 1) & 31] +
+    B32[((b & 1) << 4) | (c >> 4)] +
+    B32[((c & 15) << 1) | (d >> 7)] +
+    B32[(d >> 2) & 31] +
+    B32[((d & 3) << 3) | (e >> 5)] +
+    B32[e & 31]
+  );
 }
 
 /** `namespace/name` plus `:portName` when the port is named: kube-proxy's ServicePortName string. */

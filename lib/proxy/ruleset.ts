@@ -61,19 +61,15 @@ export function countRules(t: TableRules): number {
   return n;
 }
 
-function writeTable(name: TableName, t: TableRules, out: string[]): void {
-  out.push(`*${name}\n`);
-  for (const c of t.chains) out.push(`:${c} - [0:0]\n`);
-  for (const r of t.rules) out.push(`${r}\n`);
-  out.push("COMMIT\n");
+function writeTable(name: TableName, t: TableRules): string {
+  let chains = "";
+  for (const c of t.chains) chains += `:${c} - [0:0]\n`;
+  return `*${name}\n${chains}${t.rules.length > 0 ? `${t.rules.join("\n")}\n` : ""}COMMIT\n`;
 }
 
 /** The iptables-restore input: `*filter` then `*nat`, each with chains, rules, COMMIT. */
 export function toRestore(rs: Pick<Ruleset, "filter" | "nat">): string {
-  const out: string[] = [];
-  writeTable("filter", rs.filter, out);
-  writeTable("nat", rs.nat, out);
-  return out.join("");
+  return writeTable("filter", rs.filter) + writeTable("nat", rs.nat);
 }
 
 /** Split a rule line into arguments; double-quoted comments become one argument, unquoted. */

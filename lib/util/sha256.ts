@@ -35,6 +35,22 @@ function load(text: string): number {
 
 /** The 32-byte SHA-256 digest of the UTF-8 bytes of `text`. */
 export function sha256(text: string): Uint8Array {
+  const h = sha256Words(text);
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 8; i++) {
+    out[i * 4] = h[i] >>> 24;
+    out[i * 4 + 1] = h[i] >>> 16;
+    out[i * 4 + 2] = h[i] >>> 8;
+    out[i * 4 + 3] = h[i];
+  }
+  return out;
+}
+
+/**
+ * The digest as eight big-endian 32-bit words, in a buffer reused by the next call: no
+ * allocation, for hot loops that read a few bits and move on.
+ */
+export function sha256Words(text: string): Int32Array {
   const len = load(text);
   const blocks = ((len + 8) >> 6) + 1;
   padded[len] = 0x80;
@@ -98,12 +114,5 @@ export function sha256(text: string): Uint8Array {
     H[6] = (H[6] + g) | 0;
     H[7] = (H[7] + h) | 0;
   }
-  const out = new Uint8Array(32);
-  for (let i = 0; i < 8; i++) {
-    out[i * 4] = H[i] >>> 24;
-    out[i * 4 + 1] = H[i] >>> 16;
-    out[i * 4 + 2] = H[i] >>> 8;
-    out[i * 4 + 3] = H[i];
-  }
-  return out;
+  return H;
 }

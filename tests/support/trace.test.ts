@@ -52,7 +52,16 @@ const byDest = (outs: Outcome[]) => Object.fromEntries(outs.map((o) => [o.dnat ?
 
 describe("tokenize", () => {
   test("keeps quoted comments as one token", () => {
-    expect(tokenize('-A X -m comment --comment "a b: c" -j Y')).toEqual(["-A", "X", "-m", "comment", "--comment", "a b: c", "-j", "Y"]);
+    expect(tokenize('-A X -m comment --comment "a b: c" -j Y')).toEqual([
+      "-A",
+      "X",
+      "-m",
+      "comment",
+      "--comment",
+      "a b: c",
+      "-j",
+      "Y",
+    ]);
   });
 });
 
@@ -107,7 +116,13 @@ describe("trace", () => {
     const text = `${HEAD}-A KUBE-SERVICES -m comment --comment "ns6/svc6:p80 has no endpoints" -m tcp -p tcp -d 172.30.0.46 --dport 80 -j REJECT
 ${FORWARD}${POST}${TAIL}`;
     for (const from of ["pod", "node"] as const) {
-      const pkt = { src: from === "pod" ? "10.1.0.5" : "192.168.0.10", dst: "172.30.0.46", dport: 80, proto: "tcp", from } as const;
+      const pkt = {
+        src: from === "pod" ? "10.1.0.5" : "192.168.0.10",
+        dst: "172.30.0.46",
+        dport: 80,
+        proto: "tcp",
+        from,
+      } as const;
       const { outcomes } = trace(text, pkt, HOST);
       expect(outcomes.map((o) => [o.verdict, o.probability, o.masquerade])).toEqual([["REJECT", 1, false]]);
       expect(outcomes[0].chains.at(-1)).toBe("filter:KUBE-SERVICES");
@@ -164,11 +179,19 @@ ${POST}-A KUBE-NODEPORTS -m comment --comment ns1/svc1:p80 -m tcp -p tcp --dport
 COMMIT
 `;
     const host = { localAddresses: ["2001:db8::10"] };
-    const ext = trace(text, { src: "2001:db8:9::1", dst: "2001:db8::10", dport: 3001, proto: "tcp", from: "external" }, host);
+    const ext = trace(
+      text,
+      { src: "2001:db8:9::1", dst: "2001:db8::10", dport: 3001, proto: "tcp", from: "external" },
+      host,
+    );
     expect(ext.outcomes.map((o) => [o.verdict, o.dnat, o.masquerade, o.probability])).toEqual([
       ["DNAT", "[ff06::c2]:80", false, 1],
     ]);
-    const node = trace(text, { src: "2001:db8::10", dst: "2001:db8::10", dport: 3001, proto: "tcp", from: "node" }, host);
+    const node = trace(
+      text,
+      { src: "2001:db8::10", dst: "2001:db8::10", dport: 3001, proto: "tcp", from: "node" },
+      host,
+    );
     expect(byDest(node.outcomes)).toEqual({ "[ff06::c1]:80": 0.5, "[ff06::c2]:80": 0.5 });
     expect(node.outcomes.every((o) => o.masquerade)).toBe(true);
     // Loopback is excluded from IPv6 NodePorts.
@@ -179,7 +202,9 @@ COMMIT
   test("unknown match modules and options are errors, not guesses", () => {
     const text = (rule: string) => `*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES ${rule}\nCOMMIT\n`;
     const pkt = { src: "10.1.0.5", dst: "172.30.0.41", dport: 80, proto: "tcp", from: "pod" } as const;
-    expect(() => trace(text("-m multiport --dports 80,81 -j DROP"), pkt, HOST)).toThrow("unknown match module: multiport");
+    expect(() => trace(text("-m multiport --dports 80,81 -j DROP"), pkt, HOST)).toThrow(
+      "unknown match module: multiport",
+    );
     expect(() => trace(text("-m tcp -p tcp --sport 80 -j DROP"), pkt, HOST)).toThrow("--sport");
     expect(() => trace(text("-m statistic --mode nth --every 2 -j DROP"), pkt, HOST)).toThrow("--mode");
     expect(() => trace(text("-j KUBE-NOPE"), pkt, HOST)).toThrow("unknown chain nat:KUBE-NOPE");

@@ -79,7 +79,18 @@ export function tokenize(line: string): string[] {
   return out;
 }
 
-const MODULES = new Set(["comment", "tcp", "udp", "sctp", "addrtype", "mark", "statistic", "recent", "conntrack", "nfacct"]);
+const MODULES = new Set([
+  "comment",
+  "tcp",
+  "udp",
+  "sctp",
+  "addrtype",
+  "mark",
+  "statistic",
+  "recent",
+  "conntrack",
+  "nfacct",
+]);
 const FLAGS = new Set(["--rcheck", "--set", "--reap", "--random-fully"]);
 
 function parseCIDR(s: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {

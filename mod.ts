@@ -1,0 +1,51 @@
+/**
+ * kip as a library: Kubernetes Services and EndpointSlices in, the iptables rules kube-proxy
+ * (iptables mode) writes out, for one IP family at a time. Pure functions, no I/O.
+ *
+ * @example
+ * ```ts
+ * import { defaultConfig, renderManifests } from "./mod.ts";
+ *
+ * const manifest = `
+ * apiVersion: v1
+ * kind: Service
+ * metadata: {name: web, namespace: default}
+ * spec: {clusterIP: 10.96.0.20, ports: [{port: 80}]}
+ * ---
+ * apiVersion: discovery.k8s.io/v1
+ * kind: EndpointSlice
+ * metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+ * addressType: IPv4
+ * ports: [{port: 8080}]
+ * endpoints: [{addresses: [10.244.1.5]}]
+ * `;
+ * const config = { ...defaultConfig(), hostname: "node1", clusterCIDR: "10.244.0.0/16" };
+ * const result = renderManifests([{ file: "web.yaml", text: manifest }], config, { family: "IPv4" });
+ * console.log(result.restore); // *filter … COMMIT *nat … -j DNAT --to-destination 10.244.1.5:8080 … COMMIT
+ * ```
+ * @module
+ */
+
+/** Canonical ordering of restore text, as upstream's golden tests compare (spec §16). */
+export { canonicalize } from "./lib/iptables/canonical.ts";
+/** IP and CIDR parsing with kube-proxy's rules (leading zeros, canonical text). */
+export { type CIDR, type IP, type IPFamily, parseCIDR, parseIP } from "./lib/model/ip.ts";
+/** Parse and validate manifest texts into the engine's model; problems carry file:line. */
+export { type LoadResult, loadManifests, type Problem } from "./lib/model/load.ts";
+/** Ready endpoints made up from workloads, for Services without EndpointSlices. */
+export { simulateEndpoints } from "./lib/model/simulate.ts";
+/** The engine's input types. */
+export type { ClusterState, EndpointSlice, Node, Service } from "./lib/model/types.ts";
+/** The rule builder: ClusterState + per-family options → Ruleset. */
+export { buildRules, type SyncContext } from "./lib/proxy/build.ts";
+/** KubeProxyConfiguration files. */
+export { parseKubeProxyConfiguration } from "./lib/proxy/config.ts";
+/** Chain names: `KUBE-SVC-…`, `KUBE-SEP-…` (SHA-256 → base32 → 16 chars). */
+export { endpointChain, hash16, serviceChains, servicePortName } from "./lib/proxy/names.ts";
+/** Node settings and their resolution into one family's build options. */
+export { type BuildOptions, defaultConfig, type ProxyConfig, resolveBuildOptions } from "./lib/proxy/options.ts";
+/** The engine's output and its iptables-restore / JSON forms. */
+export { type Ruleset, summarize, toJSON, toRestore } from "./lib/proxy/ruleset.ts";
+/** Manifest texts + config → rules for one family: what `kip render` does. */
+export { type RenderOptions, type RenderResult, renderManifests } from "./lib/render.ts";
+export { VERSION } from "./lib/version.ts";

@@ -1,0 +1,135 @@
+/**
+ * `npm run bench`: render cost on synthetic clusters (N Services × 10 endpoints, one JSON
+ * List, as `kubectl get svc,endpointslices -A -o json` prints), split into load (parse +
+ * validate), build (engine) and write (restore text), plus peak RSS and the compiled
+ * binary's start-to-finish time on examples/seed. Each size runs in a child process so its
+ * peak RSS is its own. A benchmark, not a test: it prints, it does not judge.
+ *
+ *   bun scripts/bench.ts                 # 1k, 10k, 30k
+ *   bun scripts/bench.ts --sizes 1000    # a quick look
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { loadManifests } from "../lib/model/load.ts";
+import { buildRules } from "../lib/proxy/build.ts";
+import { defaultConfig, resolveBuildOptions } from "../lib/proxy/options.ts";
+import { toRestore } from "../lib/proxy/ruleset.ts";
+
+/** N Services, each with one port and an EndpointSlice of `eps` ready endpoints. */
+export function syntheticCluster(n: number, eps = 10): string {
+  const items: object[] = [];
+  for (let i = 0; i < n; i++) {
+    const ns = `ns${i % 100}`;
+    const name = `svc-${i}`;
+    const ip = `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+    items.push({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name, namespace: ns },
+      spec: { clusterIP: ip, ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }] },
+    });
+    const endpoints = [];
+    for (let e = 0; e < eps; e++) {
+      const k = i * eps + e;
+      endpoints.push({
+        addresses: [`10.${128 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}`],
+        conditions: { ready: true },
+        nodeName: `node-${k % 50}`,
+      });
+    }
+    items.push({
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: { name: `${name}-abcde`, namespace: ns, labels: { "kubernetes.io/service-name": name } },
+      addressType: "IPv4",
+      ports: [{ name: "http", port: 8080, protocol: "TCP" }],
+      endpoints,
+    });
+  }
+  return JSON.stringify({ apiVersion: "v1", kind: "List", items }, null, 1);
+}
+
+function vmHWM(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+interface Row {
+  services: number;
+  inputMB: number;
+  loadMs: number;
+  buildMs: number;
+  writeMs: number;
+  natRules: number;
+  outputMB: number;
+  peakMB: number;
+}
+
+function one(n: number): Row {
+  const text = syntheticCluster(n);
+  const config = { ...defaultConfig(), hostname: "node-0", clusterCIDR: "10.128.0.0/9" };
+  const t0 = performance.now();
+  const loaded = loadManifests([{ file: "bench.json", text }], { nodeName: config.hostname });
+  if (loaded.errors.length > 0) throw new Error(loaded.errors[0].message);
+  const t1 = performance.now();
+  const rs = buildRules(loaded.state, resolveBuildOptions(config, "IPv4"));
+  const t2 = performance.now();
+  const out = toRestore(rs);
+  const t3 = performance.now();
+  return {
+    services: n,
+    inputMB: text.length / 1e6,
+    loadMs: t1 - t0,
+    buildMs: t2 - t1,
+    writeMs: t3 - t2,
+    natRules: rs.nat.rules.length,
+    outputMB: out.length / 1e6,
+    peakMB: vmHWM(),
+  };
+}
+
+function seedTiming(runs = 20): number | undefined {
+  const bin = "dist/kip";
+  const args = ["render", "examples/seed", "--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
+  if (spawnSync(bin, ["--version"]).status !== 0) return undefined;
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    spawnSync(bin, args);
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+if (process.argv[2] === "--one") {
+  process.stdout.write(JSON.stringify(one(Number(process.argv[3]))));
+} else if (import.meta.main) {
+  const i = process.argv.indexOf("--sizes");
+  const sizes = i > 0 ? process.argv[i + 1].split(",").map(Number) : [1000, 10000, 30000];
+  const rows: Row[] = [];
+  for (const n of sizes) {
+    process.stderr.write(`bench: ${n} services × 10 endpoints…\n`);
+    const r = spawnSync(process.execPath, [import.meta.path, "--one", String(n)], {
+      encoding: "utf8",
+      maxBuffer: 1 << 26,
+    });
+    if (r.status !== 0) throw new Error(r.stderr);
+    rows.push(JSON.parse(r.stdout));
+  }
+  const f = (x: number, d = 0) => x.toFixed(d);
+  console.log(
+    "| services × 10 eps | input MB | load ms | build ms | write ms | render total ms | nat rules | output MB | peak RSS MB |",
+  );
+  console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  for (const r of rows)
+    console.log(
+      `| ${r.services} | ${f(r.inputMB, 1)} | ${f(r.loadMs)} | ${f(r.buildMs)} | ${f(r.writeMs)} | ${f(r.buildMs + r.writeMs)} | ${r.natRules} | ${f(r.outputMB, 1)} | ${f(r.peakMB)} |`,
+    );
+  const seed = seedTiming();
+  console.log(
+    seed === undefined
+      ? "\ncompiled `kip render examples/seed`: dist/kip not built (npm run build)"
+      : `\ncompiled \`kip render examples/seed\`: ${f(seed)} ms (median of 20 runs)`,
+  );
+}
