@@ -41,7 +41,8 @@ export function renderCommand(io: IO, setExit: (code: number) => void) {
     )
     .option("--strict", "exit 1 when there are warnings")
     .addHelpText("after", EXAMPLES)
-    .action((paths, opts) => {
+    .action((...args) => {
+      const [paths, opts] = args as unknown as [string[], RenderFlags];
       setExit(runRender(paths, opts, io));
     });
   return cmd;

@@ -81,7 +81,7 @@ function maskBytes(bytes: number[], prefix: number): number[] {
 
 function bytesToText(family: IPFamily, bytes: number[]): string {
   if (family === "IPv4") return bytes.join(".");
-  return ipaddr.fromByteArray(bytes).toRFC5952String();
+  return (ipaddr.fromByteArray(bytes) as ipaddr.IPv6).toRFC5952String();
 }
 
 /** True when `ip` lies inside `cidr` (same family only). */

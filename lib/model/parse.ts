@@ -5,7 +5,7 @@
  * numbers kept). JSON takes a fast path: `JSON.parse` plus a linear duplicate-key scan, and
  * only when a line is needed (an error) is the text parsed again with `yaml` to find it.
  */
-import { LineCounter, parseAllDocuments, parseDocument } from "yaml";
+import { type Document, LineCounter, parseAllDocuments, parseDocument } from "yaml";
 
 export type Path = (string | number)[];
 
@@ -28,7 +28,7 @@ export interface ParseError {
 
 type Locator = (path: Path) => number;
 
-function yamlLocator(doc: ReturnType<typeof parseDocument>, lc: LineCounter): Locator {
+function yamlLocator(doc: Document.Parsed, lc: LineCounter): Locator {
   return (path) => {
     for (let n = path.length; n >= 0; n--) {
       const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
@@ -107,7 +107,10 @@ export function jsonErrorAt(text: string): { offset: number; message: string } {
     if (c === "{") {
       i++;
       ws();
-      if (text[i] === "}") return void i++;
+      if (text[i] === "}") {
+        i++;
+        return;
+      }
       for (;;) {
         ws();
         if (text[i] !== '"') fail("expected a quoted key");
@@ -118,20 +121,27 @@ export function jsonErrorAt(text: string): { offset: number; message: string } {
         value();
         ws();
         if (text[i] === ",") i++;
-        else if (text[i] === "}") return void i++;
-        else fail('expected "," or "}"');
+        else if (text[i] === "}") {
+          i++;
+          return;
+        } else fail('expected "," or "}"');
       }
     }
     if (c === "[") {
       i++;
       ws();
-      if (text[i] === "]") return void i++;
+      if (text[i] === "]") {
+        i++;
+        return;
+      }
       for (;;) {
         value();
         ws();
         if (text[i] === ",") i++;
-        else if (text[i] === "]") return void i++;
-        else fail('expected "," or "]"');
+        else if (text[i] === "]") {
+          i++;
+          return;
+        } else fail('expected "," or "]"');
       }
     }
     if (c === '"') return str();

@@ -55,6 +55,8 @@ export function endpointsByServicePort(
   // ip:port and then by state (spec §1.3, §16).
   const sorted = slices.filter((s) => s.addressType === opts.family && !excludedByLabels(s.labels)).sort(byName);
   const byKey = new Map<string, Map<string, EndpointInfo>>();
+  // Service ports fed by more than one slice need a final merge sort; one slice is sorted.
+  const merged = new Set<string>();
   for (const slice of sorted) {
     const svcName = slice.labels[SERVICE_NAME_LABEL];
     if (!svcName) continue;
@@ -64,6 +66,7 @@ export function endpointsByServicePort(
       const key = servicePortKey(spn, port.protocol);
       let seen = byKey.get(key);
       if (!seen) byKey.set(key, (seen = new Map()));
+      else merged.add(key);
       const eps: EndpointInfo[] = [];
       for (const ep of slice.endpoints) {
         const ip = ep.addresses[0];
@@ -88,6 +91,9 @@ export function endpointsByServicePort(
     }
   }
   const out = new Map<string, EndpointInfo[]>();
-  for (const [key, m] of byKey) out.set(key, [...m.values()].sort(byIpPort));
+  for (const [key, m] of byKey) {
+    const list = [...m.values()];
+    out.set(key, merged.has(key) ? list.sort(byIpPort) : list);
+  }
   return out;
 }

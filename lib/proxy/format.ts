@@ -8,6 +8,14 @@
  * it rounds away from zero (n = 2048 is the only one up to 200000): those are fixed here.
  */
 export function probability(n: number): string {
+  let s = cache[n];
+  if (s === undefined) cache[n] = s = format(n);
+  return s;
+}
+
+const cache: string[] = [];
+
+function format(n: number): string {
   const p = 1 / n;
   const fixed = p.toFixed(10);
   // An exact tie needs the double to be a multiple of 5e-11 exactly; check with the digits
