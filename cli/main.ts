@@ -57,5 +57,9 @@ export async function main(argv: string[], io: IO = processIO()): Promise<number
 }
 
 if (import.meta.main) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
+  main(process.argv.slice(2)).then((code) => {
+    // No process.exit() here: it would drop output a pipe has not taken yet. The runtime
+    // exits with this code once stdout is flushed and nothing else is pending.
+    process.exitCode = code;
+  });
 }

@@ -199,3 +199,21 @@ describe("kip render (compiled)", () => {
     expect(JSON.parse(readFileSync("package.json", "utf8")).version).toBe(VERSION);
   });
 });
+
+describe("large output through a pipe", () => {
+  test("every byte arrives (no exit before stdout is drained)", async () => {
+    const { syntheticCluster } = await import("../../scripts/bench.ts");
+    const input = syntheticCluster(2000);
+    const inProcess = await (await import("../support/io.ts")).runKip(
+      ["render", "-", "--hostname-override", "node-0"],
+      {
+        stdin: input,
+      },
+    );
+    expect(inProcess.stdout.length).toBeGreaterThan(4_000_000);
+    const r = kip(["render", "-", "--hostname-override", "node-0"], { input });
+    expect(r.code).toBe(0);
+    expect(r.stdout.length).toBe(inProcess.stdout.length);
+    expect(r.stdout).toBe(inProcess.stdout);
+  });
+});
