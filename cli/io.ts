@@ -17,8 +17,23 @@ export interface IO {
 }
 
 export function processIO(): IO {
+  // A reader that went away (`kip … | head`) is not an error: stop writing, quietly.
+  let closed = false;
+  const gone = (e: unknown) => (e as NodeJS.ErrnoException)?.code === "EPIPE";
+  process.stdout.on("error", (e) => {
+    if (gone(e)) closed = true;
+    else throw e;
+  });
   return {
-    stdout: (t) => process.stdout.write(t),
+    stdout: (t) => {
+      if (closed) return;
+      try {
+        process.stdout.write(t);
+      } catch (e) {
+        if (gone(e)) closed = true;
+        else throw e;
+      }
+    },
     stderr: (t) => process.stderr.write(t),
     readStdin: () => readFileSync(0, "utf8"),
     readFile: (p) => readFileSync(p, "utf8"),

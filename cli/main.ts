@@ -5,6 +5,8 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "../lib/version.ts";
+import { cleanupCommand } from "./cleanup.ts";
+import { diffCommand } from "./diff.ts";
 import { type IO, processIO, UsageError } from "./io.ts";
 import { normalizeBooleanFlags } from "./node_flags.ts";
 import { renderCommand } from "./render.ts";
@@ -21,12 +23,18 @@ export async function main(argv: string[], io: IO = processIO()): Promise<number
     .option("--verbose", "show stack traces of unexpected errors")
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
     .exitOverride()
-    .showHelpAfterError("(run with --help for usage)");
-  program.addCommand(
-    renderCommand(io, setExit)
-      .exitOverride()
-      .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) }),
-  );
+    .showHelpAfterError("(run with --help for usage)")
+    .addHelpText(
+      "after",
+      `
+Example:
+  kip render examples/seed --hostname-override node1 --cluster-cidr 10.244.0.0/16
+
+Run "kip help <command>" for a command's flags and examples.`,
+    );
+  const output = { writeOut: (s: string) => io.stdout(s), writeErr: (s: string) => io.stderr(s) };
+  for (const cmd of [renderCommand(io, setExit), diffCommand(io, setExit), cleanupCommand(io, setExit)])
+    program.addCommand(cmd.exitOverride().configureOutput(output));
   program
     .command("help [command]", { isDefault: false })
     .description("show help for kip or a command")

@@ -2,7 +2,7 @@
  * The node flags shared by render, diff and explain: kube-proxy's names, plus the host facts
  * kube-proxy probes at run time and that an offline render must be told.
  */
-import type { Command } from "@commander-js/extra-typings";
+import { type Command, Option } from "@commander-js/extra-typings";
 import { check, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
 import { defaultConfig, type ProxyConfig } from "../lib/proxy/options.ts";
 import { type IO, UsageError } from "./io.ts";
@@ -54,10 +54,10 @@ export function addNodeFlags<C extends Command<any, any, any>>(cmd: C) {
     .option("--pod-bridge-interface <name>", "bridge for --detect-local-mode BridgeInterface")
     .option("--pod-interface-name-prefix <prefix>", "prefix for --detect-local-mode InterfaceNamePrefix")
     .option("--masquerade-all", "SNAT all traffic to cluster IPs")
-    .option("--no-masquerade-all", "")
+    .addOption(new Option("--no-masquerade-all").hideHelp())
     .option("--iptables-masquerade-bit <bit>", "fwmark bit for SNAT (0-31, default 14)")
     .option("--iptables-localhost-nodeports", "allow NodePorts on 127.0.0.1 (default on)")
-    .option("--no-iptables-localhost-nodeports", "")
+    .addOption(new Option("--no-iptables-localhost-nodeports").hideHelp())
     .option(
       "--nodeport-addresses <cidrs>",
       'CIDRs NodePorts listen on, or "primary" (comma-separated, repeatable)',
@@ -69,11 +69,11 @@ export function addNodeFlags<C extends Command<any, any, any>>(cmd: C) {
       collect,
     )
     .option("--random-fully", "MASQUERADE --random-fully, as for iptables >= 1.6.2 (default on)")
-    .option("--no-random-fully", "")
+    .addOption(new Option("--no-random-fully").hideHelp())
     .option("--nfacct", "write the nfacct counter matches (default off)")
-    .option("--no-nfacct", "")
+    .addOption(new Option("--no-nfacct").hideHelp())
     .option("--conntrack-tcp-be-liberal", "nf_conntrack_tcp_be_liberal is on: omit the INVALID drop")
-    .option("--no-conntrack-tcp-be-liberal", "")
+    .addOption(new Option("--no-conntrack-tcp-be-liberal").hideHelp())
     .option("--feature-gates <k=v,...>", "PreferSameTrafficDistribution, LoadBalancerIPMode (default true)");
 }
 

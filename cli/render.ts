@@ -4,8 +4,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { canonicalize } from "../lib/iptables/canonical.ts";
 import type { Problem } from "../lib/model/load.ts";
-import { summarize, toJSON } from "../lib/proxy/ruleset.ts";
-import { renderManifests } from "../lib/render.ts";
+import { type Ruleset, summarize, toJSON } from "../lib/proxy/ruleset.ts";
+import { type RenderResult, renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";
 import { type IO, UsageError } from "./io.ts";
 import { addNodeFlags, type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
@@ -24,6 +24,7 @@ Examples:
   # Canonical order (spec §16), as upstream's golden tests compare
   kip render examples/seed --canonical
 
+Boolean flags also take --no-FLAG and kube-proxy's --FLAG=false.
 Exit status: 0 rendered, 1 warnings under --strict, 2 bad flags or bad manifests (nothing on stdout).`;
 
 export function renderCommand(io: IO, setExit: (code: number) => void) {
@@ -60,28 +61,37 @@ export interface RenderFlags extends NodeFlagValues {
   strict?: boolean;
 }
 
-export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
+/** Read PATHs and render them with the node flags: the pipeline render and diff share. */
+export function renderPaths(
+  paths: string[],
+  opts: NodeFlagValues & { simulateEndpoints?: boolean },
+  io: IO,
+  family: "IPv4" | "IPv6",
+): RenderResult & { ruleset: Ruleset } {
   if (paths.length === 0) throw new UsageError("no manifests given: name files or directories, or - for stdin");
   const config = resolveProxyConfig(opts, io);
   if (opts.simulateEndpoints && !config.clusterCIDR)
     throw new UsageError("--simulate-endpoints needs --cluster-cidr to place pod IPs in");
   const { files, errors: readErrors } = readManifestPaths(paths, io.readStdin);
   if (readErrors.length > 0) throw new UsageError(readErrors.join("\n"));
-  const family = opts.ipFamily === "IPv6" ? "IPv6" : "IPv4";
   const result = renderManifests(files, config, { family, simulateEndpoints: opts.simulateEndpoints });
   printProblems(io, "warning", result.warnings);
   if (result.errors.length > 0 || !result.ruleset) {
     printProblems(io, "error", result.errors);
-    io.stderr(
-      `kip: ${result.errors.length} error${result.errors.length === 1 ? "" : "s"} in the manifests; nothing rendered\n`,
-    );
-    return 2;
+    const n = result.errors.length;
+    throw new UsageError(`${n} error${n === 1 ? "" : "s"} in the manifests; nothing rendered`);
   }
   if (result.loaded.skipped.size > 0) {
     const kinds = [...result.loaded.skipped].map(([k, n]) => `${k} (${n})`).join(", ");
     const total = [...result.loaded.skipped.values()].reduce((a, b) => a + b, 0);
-    io.stderr(`kip: skipped ${total} object${total === 1 ? "" : "s"} of kinds render does not read: ${kinds}\n`);
+    io.stderr(`kip: skipped ${total} object${total === 1 ? "" : "s"} of kinds kip does not read: ${kinds}\n`);
   }
+  return { ...result, ruleset: result.ruleset };
+}
+
+export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
+  const family = opts.ipFamily === "IPv6" ? "IPv6" : "IPv4";
+  const result = renderPaths(paths, opts, io, family);
   if (opts.strict && result.warnings.length > 0) {
     io.stderr(
       `kip: ${result.warnings.length} warning${result.warnings.length === 1 ? "" : "s"} under --strict; nothing rendered\n`,

@@ -1,0 +1,135 @@
+/**
+ * `kip cleanup`: remove every KUBE-* chain and every rule that jumps to one, in nat, filter,
+ * mangle and raw, for IPv4 and IPv6, in each backend present; touch nothing else.
+ */
+import { Command } from "@commander-js/extra-typings";
+import { planCleanup, type TablePlan } from "../lib/iptables/cleanup.ts";
+import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
+import { type Backend, IptablesUnavailable, RestoreError, type Runner } from "../lib/iptables/runner.ts";
+import { parseSave } from "../lib/iptables/save_parser.ts";
+import type { IPFamily } from "../lib/model/ip.ts";
+import type { IO } from "./io.ts";
+
+const EXAMPLES = `
+Examples:
+  # What would go? (nothing is changed)
+  kip cleanup --dry-run
+
+  # Remove every trace of kube-proxy (and of anything else that made KUBE-* chains)
+  kip cleanup
+
+  # Only what kube-proxy itself owns, like "kube-proxy --cleanup": kubelet's
+  # KUBE-FIREWALL and KUBE-KUBELET-CANARY stay
+  kip cleanup --owned-only
+
+Each table of each family and backend is changed in one iptables-restore --noflush call that
+names only KUBE-* chains and the rules jumping to them: every other chain and rule stays as it
+was. A second run finds nothing and says so.
+
+Exit status: 0 done (or nothing to do), 1 a removal failed (what was done is reported),
+2 cannot run (not root, iptables missing).`;
+
+interface CleanupFlags {
+  dryRun?: boolean;
+  ownedOnly?: boolean;
+}
+
+export function cleanupCommand(io: IO, setExit: (code: number) => void) {
+  return new Command("cleanup")
+    .description("Remove every KUBE-* chain and the rules that jump to them (IPv4, IPv6, nft and legacy)")
+    .option("--dry-run", "print what would be removed, change nothing")
+    .option("--owned-only", "remove only kube-proxy's own chains, like kube-proxy --cleanup")
+    .addHelpText("after", EXAMPLES)
+    .action(async (opts) => {
+      setExit(await runCleanup(opts as CleanupFlags, io));
+    });
+}
+
+/** The runners to clean: each family × each backend this host has binaries for. */
+export type RunnerFactory = () => Promise<Runner[]>;
+
+async function hostRunners(io: IO): Promise<Runner[]> {
+  const out: Runner[] = [];
+  for (const family of ["IPv4", "IPv6"] as IPFamily[]) {
+    const backends: Backend[] = await availableBackends(family);
+    for (const b of backends) {
+      try {
+        out.push(await ExecRunner.create(family, b));
+      } catch (e) {
+        io.stderr(`kip: warning: skipping ${family} ${b}: ${(e as Error).message}\n`);
+      }
+    }
+  }
+  if (out.length === 0) throw new IptablesUnavailable("no iptables binaries found (install the iptables package)");
+  return out;
+}
+
+function describePlan(p: TablePlan): string {
+  return `${p.table}: ${p.chains.length} chain${p.chains.length === 1 ? "" : "s"}, ${p.jumps.length} jump rule${p.jumps.length === 1 ? "" : "s"}`;
+}
+
+export async function runCleanup(opts: CleanupFlags, io: IO, runners?: RunnerFactory): Promise<number> {
+  let list: Runner[];
+  try {
+    if (!runners && process.getuid?.() !== 0)
+      throw new IptablesUnavailable("cleanup reads and changes iptables: run kip cleanup as root");
+    list = runners ? await runners() : await hostRunners(io);
+  } catch (e) {
+    io.stderr(`kip: ${(e as Error).message}\n`);
+    return 2;
+  }
+  let removedChains = 0;
+  let removedRules = 0;
+  let failed = 0;
+  for (const runner of list) {
+    const label = `${runner.family} ${runner.backend}`;
+    let plans: TablePlan[];
+    try {
+      const dump = parseSave(await runner.save());
+      plans = planCleanup(dump, { ownedOnly: opts.ownedOnly === true });
+    } catch (e) {
+      // A backend whose binaries exist but whose kernel side does not (half-present): say so.
+      io.stderr(`kip: ${label}: cannot read the tables: ${(e as Error).message}\n`);
+      failed++;
+      continue;
+    }
+    if (plans.length === 0) {
+      io.stdout(`${label}: nothing to remove\n`);
+      continue;
+    }
+    if (opts.dryRun) {
+      io.stdout(`${label}: would remove ${plans.map(describePlan).join("; ")}\n`);
+      for (const p of plans) for (const line of p.input.trimEnd().split("\n")) io.stdout(`  ${line}\n`);
+      continue;
+    }
+    const done: string[] = [];
+    for (const p of plans) {
+      try {
+        await runner.restore(p.input, { noflush: true, table: p.table });
+        done.push(describePlan(p));
+        removedChains += p.chains.length;
+        removedRules += p.jumps.length;
+      } catch (e) {
+        failed++;
+        const detail = e instanceof RestoreError && e.lineText ? ` (input line: ${e.lineText})` : "";
+        io.stderr(
+          `kip: ${label}: removing ${p.table} failed, that table is unchanged: ${(e as Error).message}${detail}\n`,
+        );
+      }
+    }
+    if (done.length > 0) io.stdout(`${label}: removed ${done.join("; ")}\n`);
+  }
+  if (opts.dryRun) return failed > 0 ? 1 : 0;
+  if (failed > 0) {
+    io.stderr(
+      `kip: cleanup incomplete: ${failed} table${failed === 1 ? "" : "s"} failed; the lines above say what was removed\n`,
+    );
+    return 1;
+  }
+  io.stdout(
+    removedChains === 0
+      ? "kip cleanup: nothing to remove\n"
+      : `kip cleanup: removed ${removedChains} chains and ${removedRules} jump rules\n`,
+  );
+  return 0;
+}

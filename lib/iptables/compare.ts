@@ -1,0 +1,162 @@
+/**
+ * Desired rules vs live rules, over what kube-proxy owns only: its chains in filter and nat,
+ * and its jump rules in the built-in chains (spec §3.1). Both sides are normalised first
+ * (normalize.ts), so iptables-save's rewriting is not drift.
+ */
+import { structuredPatch } from "diff";
+import type { IPFamily } from "../model/ip.ts";
+import { isServiceChain } from "../proxy/names.ts";
+import { JUMP_RULES, jumpRuleArgs } from "./jumps.ts";
+import { normalizeRule } from "./normalize.ts";
+import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedTable, splitArgs } from "./save_parser.ts";
+
+/** Chains kube-proxy declares in every restore, per table (spec §4.1). */
+export const FIXED_CHAINS: Record<"filter" | "nat", readonly string[]> = {
+  filter: ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"],
+  nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"],
+};
+
+export interface ChainDiff {
+  table: "filter" | "nat";
+  /** A KUBE chain, or a built-in chain (its kube-proxy jump rules only). */
+  chain: string;
+  status: "missing" | "extra" | "changed";
+  /** Rules only on the desired side (would be added). */
+  added: string[];
+  /** Rules only on the live side (would be removed). */
+  removed: string[];
+  /** Unified diff (live → desired) of the chain's rules. */
+  patch: string;
+}
+
+export interface DiffSummary {
+  missing: number;
+  extra: number;
+  changed: number;
+  rulesAdded: number;
+  rulesRemoved: number;
+}
+
+export interface DiffResult {
+  family: IPFamily;
+  chains: ChainDiff[];
+  summary: DiffSummary;
+}
+
+export interface CompareOptions {
+  family: IPFamily;
+  /** Compare kube-proxy's jump rules in the built-in chains (off for two renders). */
+  jumps: boolean;
+  oldLabel?: string;
+  newLabel?: string;
+}
+
+/** The chains of a table that kube-proxy owns, given what the desired side declares. */
+function ownedChains(table: "filter" | "nat", desired?: SavedTable, live?: SavedTable): string[] {
+  const owned = new Set<string>(FIXED_CHAINS[table]);
+  for (const c of desired?.chains.keys() ?? []) if (c.startsWith("KUBE-")) owned.add(c);
+  for (const c of live?.chains.keys() ?? []) if (isServiceChain(c)) owned.add(c);
+  // KUBE-FIREWALL is kubelet's too: it is compared only where kube-proxy writes it.
+  return [...owned].sort();
+}
+
+/** Normalised `-A` rules of every chain of a table, grouped in one pass. */
+function rulesByChain(t: SavedTable | undefined, family: IPFamily): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const r of t?.rules ?? []) {
+    if (r.op !== "-A") continue;
+    const line = normalizeRule(r.chain, r.args, family);
+    const list = out.get(r.chain);
+    if (list) list.push(line);
+    else out.set(r.chain, [line]);
+  }
+  return out;
+}
+
+/** Multiset difference a − b. */
+function minus(a: readonly string[], b: readonly string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const x of b) counts.set(x, (counts.get(x) ?? 0) + 1);
+  const out: string[] = [];
+  for (const x of a) {
+    const n = counts.get(x) ?? 0;
+    if (n > 0) counts.set(x, n - 1);
+    else out.push(x);
+  }
+  return out;
+}
+
+function patchOf(name: string, oldLines: string[], newLines: string[], o: CompareOptions): string {
+  const p = structuredPatch(
+    `${o.oldLabel ?? "live"} ${name}`,
+    `${o.newLabel ?? "desired"} ${name}`,
+    oldLines.length ? `${oldLines.join("\n")}\n` : "",
+    newLines.length ? `${newLines.join("\n")}\n` : "",
+    undefined,
+    undefined,
+    { context: 3 },
+  );
+  const out = [`--- ${p.oldFileName}`, `+++ ${p.newFileName}`];
+  for (const h of p.hunks) out.push(`@@ -${h.oldStart},${h.oldLines} +${h.newStart},${h.newLines} @@`, ...h.lines);
+  return out.join("\n");
+}
+
+/** Compare two dumps; `old` is the live side (or --from), `desired` the new one. */
+export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions): DiffResult {
+  const chains: ChainDiff[] = [];
+  for (const table of ["filter", "nat"] as const) {
+    const d = desired.tables.get(table);
+    const l = old.tables.get(table);
+    const wantByChain = rulesByChain(d, o.family);
+    const haveByChain = rulesByChain(l, o.family);
+    for (const chain of ownedChains(table, d, l)) {
+      const inDesired = d?.chains.has(chain) ?? false;
+      const inLive = l?.chains.has(chain) ?? false;
+      if (!inDesired && !inLive) continue;
+      const want = wantByChain.get(chain) ?? [];
+      const have = haveByChain.get(chain) ?? [];
+      if (inDesired && inLive && want.length === have.length && want.every((r, i) => r === have[i])) continue;
+      chains.push({
+        table,
+        chain,
+        status: !inLive ? "missing" : !inDesired ? "extra" : "changed",
+        added: minus(want, have),
+        removed: minus(have, want),
+        patch: patchOf(`${table}/${chain}`, inLive ? have : [], inDesired ? want : [], o),
+      });
+    }
+    if (!o.jumps) continue;
+    // kube-proxy's jump rules: it only ensures they exist, so position is not drift.
+    for (const from of [...BUILTIN_CHAINS].sort()) {
+      const want = JUMP_RULES.filter((j) => j.table === table && j.from === from).map((j) =>
+        normalizeRule(from, jumpRuleArgs(j), o.family),
+      );
+      const targets = new Set(JUMP_RULES.filter((j) => j.table === table).map((j) => j.to));
+      const have = (haveByChain.get(from) ?? []).filter((r) => targets.has(ruleTarget(splitArgs(r) ?? []) ?? ""));
+      const added = minus(want, have);
+      const removed = minus(have, want);
+      if (added.length === 0 && removed.length === 0) continue;
+      chains.push({
+        table,
+        chain: from,
+        status: "changed",
+        added,
+        removed,
+        patch: patchOf(`${table}/${from} (kube-proxy jumps)`, [...have].sort(), [...want].sort(), o),
+      });
+    }
+  }
+  const summary: DiffSummary = { missing: 0, extra: 0, changed: 0, rulesAdded: 0, rulesRemoved: 0 };
+  for (const c of chains) {
+    summary[c.status]++;
+    summary.rulesAdded += c.added.length;
+    summary.rulesRemoved += c.removed.length;
+  }
+  return { family: o.family, chains, summary };
+}
+
+export function summaryLine(r: DiffResult): string {
+  const s = r.summary;
+  if (r.chains.length === 0) return `${r.family}: no drift`;
+  return `${r.family}: ${s.missing} chain${s.missing === 1 ? "" : "s"} missing, ${s.extra} extra, ${s.changed} changed; rules +${s.rulesAdded} -${s.rulesRemoved}`;
+}

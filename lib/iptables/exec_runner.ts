@@ -1,0 +1,161 @@
+/**
+ * The real iptables: argv arrays and stdin, never a shell. Binary names follow the family and
+ * the backend (`ip6tables-nft-restore`…); wait flags follow the version as in spec §9.1.
+ */
+import { spawn } from "node:child_process";
+import type { IPFamily } from "../model/ip.ts";
+import {
+  type Backend,
+  type CommandResult,
+  failedLine,
+  IptablesUnavailable,
+  RestoreError,
+  type RestoreOptions,
+  type Runner,
+} from "./runner.ts";
+
+/** Run argv with stdin; ENOENT becomes IptablesUnavailable. */
+export function execFile(argv: string[], input?: string): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", (e: NodeJS.ErrnoException) =>
+      reject(e.code === "ENOENT" ? new IptablesUnavailable(`${argv[0]} is not installed (or not on PATH)`) : e),
+    );
+    child.on("close", (code) =>
+      resolve({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      }),
+    );
+    child.stdin.on("error", () => {}); // the tool may exit before reading everything
+    child.stdin.end(input ?? "");
+  });
+}
+
+/** `iptables v1.8.9 (nf_tables)` → version and backend. */
+export function parseVersion(text: string): { version: number[]; backend?: Backend } {
+  const m = /v([0-9]+(?:\.[0-9]+)+)/.exec(text);
+  const version = m ? m[1].split(".").map(Number) : [1, 4, 11];
+  const backend = /nf_tables/.test(text) ? "nft" : /legacy/.test(text) ? "legacy" : undefined;
+  return { version, backend };
+}
+
+export function atLeast(v: number[], want: number[]): boolean {
+  for (let i = 0; i < want.length; i++) {
+    const a = v[i] ?? 0;
+    if (a !== want[i]) return a > want[i];
+  }
+  return true;
+}
+
+/** Wait flags for `iptables` commands (spec §9.1). */
+export function commandWaitFlags(v: number[]): string[] {
+  if (atLeast(v, [1, 6, 1])) return ["-w", "5", "-W", "100000"];
+  if (atLeast(v, [1, 4, 22])) return ["-w", "5"];
+  if (atLeast(v, [1, 4, 20])) return ["-w"];
+  return [];
+}
+
+/** Wait flags for `iptables-restore` (spec §9.1). */
+export function restoreWaitFlags(v: number[]): string[] {
+  return atLeast(v, [1, 6, 2]) ? ["-w", "5", "-W", "100000"] : ["-w"];
+}
+
+const LOCK = /xtables lock|holding the lock|Resource temporarily unavailable/i;
+
+export class ExecRunner implements Runner {
+  private constructor(
+    readonly family: IPFamily,
+    readonly backend: Backend,
+    private readonly bin: { cmd: string; save: string; restore: string },
+    readonly version: number[],
+  ) {}
+
+  /**
+   * A runner for one family. `backend` picks `iptables-nft*` / `iptables-legacy*`; without it
+   * the host's default `iptables*` is used and its backend read from `iptables --version`.
+   */
+  static async create(family: IPFamily, backend?: Backend): Promise<ExecRunner> {
+    const base = family === "IPv4" ? "iptables" : "ip6tables";
+    const cmd = backend ? `${base}-${backend}` : base;
+    const v = await execFile([cmd, "--version"]);
+    if (v.code !== 0) throw new IptablesUnavailable(`${cmd} --version failed: ${v.stderr.trim() || v.stdout.trim()}`);
+    const parsed = parseVersion(v.stdout + v.stderr);
+    return new ExecRunner(
+      family,
+      backend ?? parsed.backend ?? "legacy",
+      { cmd, save: `${cmd}-save`, restore: `${cmd}-restore` },
+      parsed.version,
+    );
+  }
+
+  describe(): string {
+    return `${this.bin.cmd} v${this.version.join(".")} (${this.backend})`;
+  }
+
+  async save(table?: string): Promise<string> {
+    const r = await execFile([this.bin.save, ...(table ? ["-t", table] : [])]);
+    if (r.code !== 0)
+      throw this.unavailable(this.bin.save, r) ?? new Error(`${this.bin.save} failed: ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+
+  async restore(input: string, opts: RestoreOptions): Promise<void> {
+    const argv = [
+      this.bin.restore,
+      ...restoreWaitFlags(this.version),
+      ...(opts.table ? ["-T", opts.table] : []),
+      ...(opts.noflush ? ["--noflush"] : []),
+      ...(opts.counters ? ["--counters"] : []),
+    ];
+    const r = await execFile(argv, input);
+    if (r.code === 0) return;
+    const hard = this.unavailable(this.bin.restore, r);
+    if (hard) throw hard;
+    const line = failedLine(r.stderr);
+    const lineText = line ? input.split("\n")[line - 1] : undefined;
+    throw new RestoreError(
+      `${this.bin.restore} failed${line ? ` at input line ${line}` : ""}: ${r.stderr.trim().split("\n")[0]}`,
+      r.stderr,
+      line,
+      lineText,
+    );
+  }
+
+  async run(args: string[]): Promise<CommandResult> {
+    const r = await execFile([this.bin.cmd, ...commandWaitFlags(this.version), ...args]);
+    const hard = r.code === 0 ? undefined : this.unavailable(this.bin.cmd, r);
+    if (hard) throw hard;
+    return r;
+  }
+
+  /** Not root, lock held, kernel support missing: errors no retry of the same call fixes. */
+  private unavailable(tool: string, r: CommandResult): IptablesUnavailable | undefined {
+    const msg = r.stderr.trim();
+    if (/Permission denied|must be root/i.test(msg))
+      return new IptablesUnavailable(`${tool}: permission denied: run kip as root`);
+    if (LOCK.test(msg))
+      return new IptablesUnavailable(`${tool}: another program holds the xtables lock (waited 5 s); try again`);
+    if (/can't initialize|Could not fetch rule set|Table does not exist|Failed to initialize nft/i.test(msg))
+      return new IptablesUnavailable(`${tool}: ${this.backend} backend not usable here: ${msg.split("\n")[0]}`);
+    return undefined;
+  }
+}
+
+/** Which backends this host has binaries for, for a family. */
+export async function availableBackends(family: IPFamily): Promise<Backend[]> {
+  const base = family === "IPv4" ? "iptables" : "ip6tables";
+  const out: Backend[] = [];
+  for (const b of ["nft", "legacy"] as const) {
+    try {
+      const r = await execFile([`${base}-${b}-save`, "--version"]);
+      if (r.code === 0) out.push(b);
+    } catch {}
+  }
+  return out;
+}
