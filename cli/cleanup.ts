@@ -64,8 +64,10 @@ async function hostRunners(io: IO): Promise<Runner[]> {
   return out;
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function describePlan(p: TablePlan): string {
-  return `${p.table}: ${p.chains.length} chain${p.chains.length === 1 ? "" : "s"}, ${p.jumps.length} jump rule${p.jumps.length === 1 ? "" : "s"}`;
+  return `${p.table}: ${plural(p.chains.length, "chain")}, ${plural(p.jumps.length, "jump rule")}`;
 }
 
 export async function runCleanup(opts: CleanupFlags, io: IO, runners?: RunnerFactory): Promise<number> {
@@ -129,7 +131,7 @@ export async function runCleanup(opts: CleanupFlags, io: IO, runners?: RunnerFac
   io.stdout(
     removedChains === 0
       ? "kip cleanup: nothing to remove\n"
-      : `kip cleanup: removed ${removedChains} chains and ${removedRules} jump rules\n`,
+      : `kip cleanup: removed ${plural(removedChains, "chain")} and ${plural(removedRules, "jump rule")}\n`,
   );
   return 0;
 }

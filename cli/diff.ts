@@ -5,7 +5,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { compareDumps, type DiffResult, summaryLine } from "../lib/iptables/compare.ts";
 import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
-import { IptablesUnavailable } from "../lib/iptables/runner.ts";
+import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import { type IO, UsageError } from "./io.ts";
@@ -35,6 +35,7 @@ interface DiffFlags extends NodeFlagValues {
   from?: string[];
   to?: string[];
   ipFamily: string;
+  backend?: Backend;
   output: string;
   color?: boolean;
   simulateEndpoints?: boolean;
@@ -52,6 +53,12 @@ export function diffCommand(io: IO, setExit: (code: number) => void) {
     .option("--from <path>", "compare two manifest sets: the old one (repeatable)", collect)
     .option("--to <path>", "…and the new one (repeatable)", collect)
     .addOption(new Option("--ip-family <family>", "which family").choices(["IPv4", "IPv6"]).default("IPv4"))
+    .addOption(
+      new Option("--backend <backend>", "read this backend's tables (default: the host's iptables)").choices([
+        "nft",
+        "legacy",
+      ]),
+    )
     .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
     .option("--no-color", "no colour, even on a terminal")
     .option("--simulate-endpoints", "make ready endpoints from workloads for Services without EndpointSlices")
@@ -66,12 +73,16 @@ function dumpOf(rulesetRestore: string): SaveDump {
   return parseSave(rulesetRestore);
 }
 
-async function liveDump(family: IPFamily, io: IO): Promise<{ dump: SaveDump; source: string }> {
+async function liveDump(
+  family: IPFamily,
+  backend: Backend | undefined,
+  io: IO,
+): Promise<{ dump: SaveDump; source: string }> {
   if (process.getuid?.() !== 0)
     throw new IptablesUnavailable(
       "reading the live tables needs root (iptables-save): run kip diff as root, or give --live FILE",
     );
-  const runner = await ExecRunner.create(family);
+  const runner = await ExecRunner.create(family, backend);
   const dump = parseSave(await runner.save());
   // A node whose rules were written through the other backend looks empty through this one.
   for (const other of await availableBackends(family)) {
@@ -138,7 +149,7 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
             `${opts.live} was written by ${old.generator}: compare it with --ip-family ${v6dump ? "IPv6" : "IPv4"}`,
           );
       } else {
-        const live = await liveDump(family, io);
+        const live = await liveDump(family, opts.backend, io);
         old = live.dump;
         io.stderr(`kip: live rules from ${live.source}\n`);
       }
