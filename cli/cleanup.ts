@@ -3,7 +3,7 @@
  * mangle and raw, for IPv4 and IPv6, in each backend present; touch nothing else.
  */
 import { Command } from "@commander-js/extra-typings";
-import { planCleanup, type TablePlan } from "../lib/iptables/cleanup.ts";
+import { NFT_BATCH, planCleanup, type TablePlan } from "../lib/iptables/cleanup.ts";
 import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable, RestoreError, type Runner } from "../lib/iptables/runner.ts";
 import { parseSave } from "../lib/iptables/save_parser.ts";
@@ -88,7 +88,10 @@ export async function runCleanup(opts: CleanupFlags, io: IO, runners?: RunnerFac
     let plans: TablePlan[];
     try {
       const dump = parseSave(await runner.save());
-      plans = planCleanup(dump, { ownedOnly: opts.ownedOnly === true });
+      plans = planCleanup(dump, {
+        ownedOnly: opts.ownedOnly === true,
+        batchSize: runner.backend === "nft" ? NFT_BATCH : undefined,
+      });
     } catch (e) {
       // A backend whose binaries exist but whose kernel side does not (half-present): say so.
       io.stderr(`kip: ${label}: cannot read the tables: ${(e as Error).message}\n`);
@@ -101,22 +104,27 @@ export async function runCleanup(opts: CleanupFlags, io: IO, runners?: RunnerFac
     }
     if (opts.dryRun) {
       io.stdout(`${label}: would remove ${plans.map(describePlan).join("; ")}\n`);
-      for (const p of plans) for (const line of p.input.trimEnd().split("\n")) io.stdout(`  ${line}\n`);
+      for (const p of plans)
+        for (const input of p.inputs) for (const line of input.trimEnd().split("\n")) io.stdout(`  ${line}\n`);
       continue;
     }
     const done: string[] = [];
     for (const p of plans) {
+      let step = 0;
       try {
-        await runner.restore(p.input, { noflush: true, table: p.table });
+        for (; step < p.inputs.length; step++) await runner.restore(p.inputs[step], { noflush: true, table: p.table });
         done.push(describePlan(p));
         removedChains += p.chains.length;
         removedRules += p.jumps.length;
       } catch (e) {
         failed++;
         const detail = e instanceof RestoreError && e.lineText ? ` (input line: ${e.lineText})` : "";
-        io.stderr(
-          `kip: ${label}: removing ${p.table} failed, that table is unchanged: ${(e as Error).message}${detail}\n`,
-        );
+        // Steps are whole on their own: after the first, nothing jumps into KUBE-* any more.
+        const state =
+          step === 0
+            ? "that table is unchanged"
+            : `after ${step} of ${p.inputs.length} steps no rule jumps into KUBE-* any more but some KUBE-* chains remain; run kip cleanup again`;
+        io.stderr(`kip: ${label}: removing ${p.table} failed, ${state}: ${(e as Error).message}${detail}\n`);
       }
     }
     if (done.length > 0) io.stdout(`${label}: removed ${done.join("; ")}\n`);

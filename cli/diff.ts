@@ -6,8 +6,9 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { compareDumps, type DiffResult, summaryLine } from "../lib/iptables/compare.ts";
 import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
-import { parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
+import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
+import type { Ruleset } from "../lib/proxy/ruleset.ts";
 import { type IO, UsageError } from "./io.ts";
 import { addNodeFlags, type NodeFlagValues } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
@@ -69,8 +70,9 @@ export function diffCommand(io: IO, setExit: (code: number) => void) {
     });
 }
 
-function dumpOf(rulesetRestore: string): SaveDump {
-  return parseSave(rulesetRestore);
+/** The desired side straight from the engine's rules: no restore text round trip. */
+function dumpOf(rs: Ruleset): SaveDump {
+  return dumpOfTables({ filter: rs.filter, nat: rs.nat });
 }
 
 async function liveDump(
@@ -125,12 +127,12 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
       if (!opts.from || !opts.to) throw new UsageError("--from and --to go together");
       if (paths.length > 0 || opts.live)
         throw new UsageError("--from/--to compare two manifest sets: no PATH or --live with them");
-      old = dumpOf(renderPaths(opts.from, opts, io, family).restore);
-      desired = dumpOf(renderPaths(opts.to, opts, io, family).restore);
+      old = dumpOf(renderPaths(opts.from, opts, io, family).ruleset);
+      desired = dumpOf(renderPaths(opts.to, opts, io, family).ruleset);
       jumps = false;
       labels = { oldLabel: "from", newLabel: "to" };
     } else {
-      desired = dumpOf(renderPaths(paths, opts, io, family).restore);
+      desired = dumpOf(renderPaths(paths, opts, io, family).ruleset);
       if (opts.live) {
         let text: string;
         try {

@@ -8,9 +8,13 @@
  *
  *   bun scripts/bench.ts                 # 1k, 10k, 30k
  *   bun scripts/bench.ts --sizes 1000    # a quick look
+ *   bun scripts/bench.ts --live 10000    # as root: kip diff and kip cleanup against real
+ *                                        # tables (nft and legacy) in a scratch namespace
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { compareDumps } from "../lib/iptables/compare.ts";
+import { dumpOfTables, parseSave } from "../lib/iptables/save_parser.ts";
 import { loadManifests } from "../lib/model/load.ts";
 import { buildRules } from "../lib/proxy/build.ts";
 import { defaultConfig, resolveBuildOptions } from "../lib/proxy/options.ts";
@@ -113,7 +117,50 @@ function seedTiming(runs = 20): number | undefined {
   return times[Math.floor(times.length / 2)];
 }
 
-if (process.argv[2] === "--one") {
+function sh(argv: string[], input?: string): { ms: number; stdout: string } {
+  const t = performance.now();
+  const r = spawnSync(argv[0], argv.slice(1), { input, encoding: "utf8", maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+  return { ms: performance.now() - t, stdout: r.stdout };
+}
+
+/** diff and cleanup of an N × 10 table loaded in a scratch namespace, per backend. */
+function live(n: number): void {
+  const text = syntheticCluster(n);
+  const config = { ...defaultConfig(), hostname: "node-0", clusterCIDR: "10.128.0.0/9" };
+  const loaded = loadManifests([{ file: "bench.json", text }], { nodeName: config.hostname });
+  const rs = buildRules(loaded.state, resolveBuildOptions(config, "IPv4"));
+  const restore = toRestore(rs);
+  const desired = dumpOfTables({ filter: rs.filter, nat: rs.nat });
+  console.log(`| backend (${n} × 10) | load s | iptables-save s | parse + normalise + compare s | kip cleanup s |`);
+  console.log("|---|---:|---:|---:|---:|");
+  for (const backend of ["nft", "legacy"]) {
+    const ns = `kip-bench-${process.pid}`;
+    sh(["ip", "netns", "add", ns]);
+    try {
+      const inNs = (argv: string[], input?: string) => sh(["ip", "netns", "exec", ns, ...argv], input);
+      // A fresh namespace has nothing to keep, so the load may flush (fast on nft).
+      const load = inNs([`iptables-${backend}-restore`], restore);
+      const save = inNs([`iptables-${backend}-save`]);
+      const t = performance.now();
+      const result = compareDumps(parseSave(save.stdout), desired, { family: "IPv4", jumps: false });
+      const cmp = performance.now() - t;
+      if (result.chains.length !== 0) throw new Error(`unexpected drift: ${result.chains.length} chains`);
+      // kip cleanup reads every backend; the other one is empty here.
+      const clean = inNs(["dist/kip", "cleanup"]);
+      const left = inNs([`iptables-${backend}-save`]).stdout;
+      if (/:KUBE-/.test(left)) throw new Error("cleanup left KUBE chains");
+      const f = (ms: number) => (ms / 1000).toFixed(2);
+      console.log(`| ${backend} | ${f(load.ms)} | ${f(save.ms)} | ${f(cmp)} | ${f(clean.ms)} |`);
+    } finally {
+      spawnSync("ip", ["netns", "del", ns]);
+    }
+  }
+}
+
+if (process.argv[2] === "--live") {
+  live(Number(process.argv[3] ?? 10000));
+} else if (process.argv[2] === "--one") {
   process.stdout.write(JSON.stringify(one(Number(process.argv[3]))));
 } else if (import.meta.main) {
   const i = process.argv.indexOf("--sizes");

@@ -30,14 +30,23 @@ export interface TablePlan {
   chains: string[];
   /** Rules in other chains that jump to one of them. */
   jumps: SavedRule[];
-  /** The iptables-restore input (use with --noflush). */
-  input: string;
+  /** iptables-restore inputs to apply in order (with --noflush); each leaves a consistent table. */
+  inputs: string[];
 }
 
 export interface CleanupOptions {
   /** Only what kube-proxy owns: leaves kubelet's KUBE-FIREWALL, KUBE-KUBELET-CANARY… */
   ownedOnly: boolean;
+  /**
+   * Chains per restore. Unset: one transaction per table (right for legacy, which re-uploads
+   * the whole table per restore). On nft a large `--noflush` transaction is super-linear
+   * (pitfalls: 110k chain declarations take 148 s at once, 2.5 s in batches of 5k).
+   */
+  batchSize?: number;
 }
+
+/** The batch size kip uses on the nft backend. */
+export const NFT_BATCH = 5000;
 
 function removable(table: string, chain: string, o: CleanupOptions): boolean {
   if (!o.ownedOnly) return chain.startsWith("KUBE-");
@@ -56,12 +65,22 @@ export function planCleanup(dump: SaveDump, o: CleanupOptions): TablePlan[] {
     // A rule inside a doomed chain goes with its chain's flush; elsewhere it is deleted
     // by its own text, whatever other arguments it was added with.
     const jumps = t.rules.filter((r) => r.op === "-A" && !doomed.has(r.chain) && doomed.has(ruleTarget(r.args) ?? ""));
-    const lines = [`*${table}`];
-    for (const c of chains) lines.push(`:${c} - [0:0]`);
-    for (const r of jumps) lines.push(["-D", r.chain, ...r.args.map(quoteArg)].join(" "));
-    for (const c of chains) lines.push(`-X ${c}`);
-    lines.push("COMMIT");
-    plans.push({ table, chains, jumps, input: `${lines.join("\n")}\n` });
+    const tx = (lines: string[]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
+    const flushes = chains.map((c) => `:${c} - [0:0]`);
+    const deletes = jumps.map((r) => ["-D", r.chain, ...r.args.map(quoteArg)].join(" "));
+    const drops = chains.map((c) => `-X ${c}`);
+    let inputs: string[];
+    if (!o.batchSize || chains.length <= o.batchSize) inputs = [tx([...flushes, ...deletes, ...drops])];
+    else {
+      // First nothing outside jumps in any more; then every doomed chain is emptied; then
+      // deleted. Each step is whole on its own, so a failure between steps leaves a working
+      // table (unreferenced KUBE chains at worst), never a dangling jump.
+      inputs = [];
+      if (deletes.length > 0) inputs.push(tx(deletes));
+      for (let i = 0; i < chains.length; i += o.batchSize) inputs.push(tx(flushes.slice(i, i + o.batchSize)));
+      for (let i = 0; i < chains.length; i += o.batchSize) inputs.push(tx(drops.slice(i, i + o.batchSize)));
+    }
+    plans.push({ table, chains, jumps, inputs });
   }
   return plans;
 }

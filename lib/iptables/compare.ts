@@ -8,7 +8,7 @@ import type { IPFamily } from "../model/ip.ts";
 import { isServiceChain } from "../proxy/names.ts";
 import { JUMP_RULES, jumpRuleArgs } from "./jumps.ts";
 import { normalizeRule } from "./normalize.ts";
-import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedTable, splitArgs } from "./save_parser.ts";
+import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedRule, type SavedTable } from "./save_parser.ts";
 
 /** Chains kube-proxy declares in every restore, per table (spec §4.1). */
 export const FIXED_CHAINS: Record<"filter" | "nat", readonly string[]> = {
@@ -53,25 +53,40 @@ export interface CompareOptions {
 
 /** The chains of a table that kube-proxy owns, given what the desired side declares. */
 function ownedChains(table: "filter" | "nat", desired?: SavedTable, live?: SavedTable): string[] {
-  const owned = new Set<string>(FIXED_CHAINS[table]);
-  for (const c of desired?.chains.keys() ?? []) if (c.startsWith("KUBE-")) owned.add(c);
-  for (const c of live?.chains.keys() ?? []) if (isServiceChain(c)) owned.add(c);
-  // KUBE-FIREWALL is kubelet's too: it is compared only where kube-proxy writes it.
-  return [...owned].sort();
-}
-
-/** Normalised `-A` rules of every chain of a table, grouped in one pass. */
-function rulesByChain(t: SavedTable | undefined, family: IPFamily): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const r of t?.rules ?? []) {
-    if (r.op !== "-A") continue;
-    const line = normalizeRule(r.chain, r.args, family);
-    const list = out.get(r.chain);
-    if (list) list.push(line);
-    else out.set(r.chain, [line]);
-  }
+  const out: string[] = [];
+  for (const c of FIXED_CHAINS[table]) if (!desired?.chains.has(c)) out.push(c);
+  for (const c of desired?.chains.keys() ?? []) if (c.startsWith("KUBE-")) out.push(c);
+  // Stale service chains on the node; KUBE-FIREWALL (kubelet's too) only where desired has it.
+  for (const c of live?.chains.keys() ?? []) if (!desired?.chains.has(c) && isServiceChain(c)) out.push(c);
   return out;
 }
+
+/** `-A` rules of every chain of a table, grouped in one pass: normalised, or as written. */
+function rulesByChain(
+  t: SavedTable | undefined,
+  family: IPFamily,
+  normalize: boolean,
+): Map<string, SavedRule[] | string[]> {
+  const out = new Map<string, string[]>();
+  const raw = new Map<string, SavedRule[]>();
+  for (const r of t?.rules ?? []) {
+    if (r.op !== "-A") continue;
+    if (normalize) {
+      const line = normalizeRule(r.chain, r.args, family);
+      const list = out.get(r.chain);
+      if (list) list.push(line);
+      else out.set(r.chain, [line]);
+    } else {
+      const list = raw.get(r.chain);
+      if (list) list.push(r);
+      else raw.set(r.chain, [r]);
+    }
+  }
+  return normalize ? out : raw;
+}
+
+const sameLines = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Multiset difference a − b. */
 function minus(a: readonly string[], b: readonly string[]): string[] {
@@ -107,15 +122,24 @@ export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions
   for (const table of ["filter", "nat"] as const) {
     const d = desired.tables.get(table);
     const l = old.tables.get(table);
-    const wantByChain = rulesByChain(d, o.family);
-    const haveByChain = rulesByChain(l, o.family);
+    const wantByChain = rulesByChain(d, o.family, true) as Map<string, string[]>;
+    // The live side is iptables-save output, whose lines are already in canonical form as a
+    // rule: compared as written first, and normalised only where that finds a difference.
+    const rawHave = rulesByChain(l, o.family, false) as Map<string, SavedRule[]>;
+    const haveOf = (chain: string, want: readonly string[]): string[] => {
+      const rules = rawHave.get(chain) ?? [];
+      let same = rules.length === want.length;
+      for (let i = 0; same && i < rules.length; i++) same = rules[i].text === want[i];
+      if (same) return want as string[];
+      return rules.map((r) => normalizeRule(r.chain, r.args, o.family));
+    };
     for (const chain of ownedChains(table, d, l)) {
       const inDesired = d?.chains.has(chain) ?? false;
       const inLive = l?.chains.has(chain) ?? false;
       if (!inDesired && !inLive) continue;
       const want = wantByChain.get(chain) ?? [];
-      const have = haveByChain.get(chain) ?? [];
-      if (inDesired && inLive && want.length === have.length && want.every((r, i) => r === have[i])) continue;
+      const have = haveOf(chain, want);
+      if (inDesired && inLive && sameLines(want, have)) continue;
       chains.push({
         table,
         chain,
@@ -132,7 +156,9 @@ export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions
         normalizeRule(from, jumpRuleArgs(j), o.family),
       );
       const targets = new Set(JUMP_RULES.filter((j) => j.table === table).map((j) => j.to));
-      const have = (haveByChain.get(from) ?? []).filter((r) => targets.has(ruleTarget(splitArgs(r) ?? []) ?? ""));
+      const have = (rawHave.get(from) ?? [])
+        .filter((r) => targets.has(ruleTarget(r.args) ?? ""))
+        .map((r) => normalizeRule(from, r.args, o.family));
       const added = minus(want, have);
       const removed = minus(have, want);
       if (added.length === 0 && removed.length === 0) continue;
@@ -146,6 +172,9 @@ export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions
       });
     }
   }
+  chains.sort((a, b) =>
+    a.table !== b.table ? (a.table < b.table ? -1 : 1) : a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0,
+  );
   const summary: DiffSummary = { missing: 0, extra: 0, changed: 0, rulesAdded: 0, rulesRemoved: 0 };
   for (const c of chains) {
     summary[c.status]++;

@@ -6,37 +6,40 @@
  * always quoted. Equal canonical text = the same rule in the kernel.
  */
 import { type IPFamily, parseCIDR, parseIP } from "../model/ip.ts";
-import { quoteArg } from "./save_parser.ts";
 
-const HEADER: Record<string, string> = {
-  "-s": "-s",
-  "--source": "-s",
-  "--src": "-s",
-  "-d": "-d",
-  "--destination": "-d",
-  "--dst": "-d",
-  "-i": "-i",
-  "--in-interface": "-i",
-  "-o": "-o",
-  "--out-interface": "-o",
-  "-p": "-p",
-  "--protocol": "-p",
+const HEADER: Record<string, number> = {
+  "-s": 0,
+  "--source": 0,
+  "--src": 0,
+  "-d": 1,
+  "--destination": 1,
+  "--dst": 1,
+  "-i": 2,
+  "--in-interface": 2,
+  "-o": 3,
+  "--out-interface": 3,
+  "-p": 4,
+  "--protocol": 4,
 };
-const HEADER_ORDER = ["-s", "-d", "-i", "-o", "-p"];
+const HEADER_FLAG = ["-s", "-d", "-i", "-o", "-p"];
 
-interface Match {
-  module: string;
-  opts: string[][];
-}
+const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+const PLAIN_V4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(/32)?$`);
+const addressCache = new Map<string, string>();
 
+/** `10.0.0.1` and `10.0.0.1/32` → `10.0.0.1/32`; CIDRs in network form; IPv6 canonical. */
 function normAddress(v: string): string {
-  if (v.includes("/")) {
-    const c = parseCIDR(v);
-    return c ? c.text : v;
+  const m = PLAIN_V4.exec(v);
+  if (m) return m[1] ? v : `${v}/32`; // the common case, without parsing
+  let out = addressCache.get(v);
+  if (out !== undefined) return out;
+  if (v.includes("/")) out = parseCIDR(v)?.text ?? v;
+  else {
+    const ip = parseIP(v);
+    out = ip ? `${ip.text}/${ip.family === "IPv4" ? 32 : 128}` : v;
   }
-  const ip = parseIP(v);
-  if (!ip) return v;
-  return `${ip.text}/${ip.family === "IPv4" ? 32 : 128}`;
+  if (addressCache.size < 100_000) addressCache.set(v, out);
+  return out;
 }
 
 function hex(v: string): string {
@@ -46,9 +49,11 @@ function hex(v: string): string {
 
 /** `V` or `V/M` with numbers in lowercase hex, the mask left out when it is all ones. */
 function markValue(v: string): string {
-  const [val, mask] = v.split("/");
-  if (mask === undefined || Number(mask) >>> 0 === 0xffffffff) return hex(val);
-  return `${hex(val)}/${hex(mask)}`;
+  const slash = v.indexOf("/");
+  if (slash < 0) return hex(v);
+  const mask = v.slice(slash + 1);
+  if (Number(mask) >>> 0 === 0xffffffff) return hex(v.slice(0, slash));
+  return `${hex(v.slice(0, slash))}/${hex(mask)}`;
 }
 
 /** The kernel keeps round(p × 2^31); iptables-save prints that back with 11 decimals. */
@@ -58,155 +63,213 @@ export function kernelProbability(p: string): string {
   return (Math.round(n * 2 ** 31) / 2 ** 31).toFixed(11);
 }
 
-function normalizeMatch(m: Match, family: IPFamily): string[] {
-  const out: string[] = ["-m", m.module];
-  let opts = m.opts.map((o) => [...o]);
-  switch (m.module) {
-    case "statistic":
-      for (const o of opts) if (o.at(-2) === "--probability") o[o.length - 1] = kernelProbability(o[o.length - 1]);
-      break;
-    case "mark":
-      for (const o of opts) if (o.at(-2) === "--mark") o[o.length - 1] = markValue(o[o.length - 1]);
-      break;
-    case "conntrack":
-      for (const o of opts)
-        if (o.at(-2) === "--ctstate" || o.at(-2) === "--state") {
-          o[o.length - 2] = "--ctstate";
-          o[o.length - 1] = o[o.length - 1].split(",").sort().join(",");
-        }
-      break;
-    case "recent": {
-      // Fill the defaults iptables-save prints and put options in one order.
-      const has = (name: string) => opts.some((o) => o.includes(name));
-      if (!has("--name")) opts.push(["--name", "DEFAULT"]);
-      if (!has("--mask"))
-        opts.push(["--mask", family === "IPv4" ? "255.255.255.255" : "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]);
-      if (!has("--rsource") && !has("--rdest")) opts.push(["--rsource"]);
-      const order = [
-        "--set",
-        "--rcheck",
-        "--update",
-        "--remove",
-        "--seconds",
-        "--reap",
-        "--hitcount",
-        "--rttl",
-        "--name",
-        "--mask",
-        "--rsource",
-        "--rdest",
-      ];
-      const key = (o: string[]) => {
-        const i = order.indexOf(o.find((t) => t.startsWith("--")) ?? "");
-        return i < 0 ? order.length : i;
-      };
-      opts = [...opts].sort((a, b) => key(a) - key(b));
-      break;
-    }
+const RECENT_ORDER = [
+  "--set",
+  "--rcheck",
+  "--update",
+  "--remove",
+  "--seconds",
+  "--reap",
+  "--hitcount",
+  "--rttl",
+  "--name",
+  "--mask",
+  "--rsource",
+  "--rdest",
+];
+
+/** `recent` options with iptables-save's defaults filled in, in its order. */
+function normalizeRecent(tokens: string[], family: IPFamily): string[] {
+  const groups: string[][] = [];
+  for (const t of tokens) {
+    if (
+      t.startsWith("--") &&
+      !(groups.length > 0 && groups[groups.length - 1].length === 1 && groups[groups.length - 1][0] === "!")
+    )
+      groups.push([t]);
+    else if (t === "!") groups.push([t]);
+    else if (groups.length > 0) groups[groups.length - 1].push(t);
+    else groups.push([t]);
   }
-  for (const o of opts) out.push(...o);
-  return out;
+  const has = (name: string) => groups.some((g) => g.includes(name));
+  if (!has("--name")) groups.push(["--name", "DEFAULT"]);
+  if (!has("--mask"))
+    groups.push(["--mask", family === "IPv4" ? "255.255.255.255" : "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]);
+  if (!has("--rsource") && !has("--rdest")) groups.push(["--rsource"]);
+  const key = (g: string[]) => {
+    const i = RECENT_ORDER.indexOf(g.find((t) => t.startsWith("--")) ?? "");
+    return i < 0 ? RECENT_ORDER.length : i;
+  };
+  return groups.sort((a, b) => key(a) - key(b)).flat();
 }
 
-function normalizeTarget(target: string, opts: string[], family: IPFamily): string[] {
-  const out = ["-j", target];
-  if (target === "MARK") {
+/** conntrack states in the kernel's bit order, which is how iptables-save prints them. */
+const CT_STATES = ["INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT"];
+const ctOrder = (s: string) => {
+  const i = CT_STATES.indexOf(s);
+  return i < 0 ? CT_STATES.length : i;
+};
+
+/** Rewrite the option tokens body[from..] of one match in place, by module. */
+function finishMatch(body: string[], module: string, from: number, family: IPFamily): void {
+  switch (module) {
+    case "statistic":
+      for (let i = from; i < body.length - 1; i++)
+        if (body[i] === "--probability") body[i + 1] = kernelProbability(body[i + 1]);
+      return;
+    case "mark":
+      for (let i = from; i < body.length - 1; i++) if (body[i] === "--mark") body[i + 1] = markValue(body[i + 1]);
+      return;
+    case "conntrack":
+      for (let i = from; i < body.length - 1; i++)
+        if (body[i] === "--ctstate" || body[i] === "--state") {
+          body[i] = "--ctstate";
+          if (body[i + 1].includes(","))
+            body[i + 1] = body[i + 1]
+              .split(",")
+              .sort((a, b) => ctOrder(a) - ctOrder(b))
+              .join(",");
+        }
+      return;
+    case "recent": {
+      const opts = normalizeRecent(body.slice(from), family);
+      body.length = from;
+      for (const o of opts) body.push(o);
+      return;
+    }
+  }
+}
+
+function pushTarget(out: string[], target: string, opts: string[], family: IPFamily): void {
+  out.push("-j", target);
+  if (target === "MARK" && opts.length >= 2) {
     const [flag, v] = opts;
     const n = (x: string) => Number(x) >>> 0;
     const xmark = (val: number, mask: number) => `0x${val.toString(16)}/0x${mask.toString(16)}`;
-    if (flag === "--or-mark") return [...out, "--set-xmark", xmark(n(v), n(v))];
-    if (flag === "--xor-mark") return [...out, "--set-xmark", xmark(n(v), 0)];
-    if (flag === "--and-mark") return [...out, "--set-xmark", xmark(0, ~n(v) >>> 0)];
+    if (flag === "--or-mark") return void out.push("--set-xmark", xmark(n(v), n(v)));
+    if (flag === "--xor-mark") return void out.push("--set-xmark", xmark(n(v), 0));
+    if (flag === "--and-mark") return void out.push("--set-xmark", xmark(0, ~n(v) >>> 0));
     if (flag === "--set-mark" || flag === "--set-xmark") {
-      const [val, mask] = v.split("/");
-      return [...out, "--set-xmark", xmark(n(val), mask === undefined ? 0xffffffff : n(mask))];
+      const slash = v.indexOf("/");
+      const val = slash < 0 ? v : v.slice(0, slash);
+      return void out.push("--set-xmark", xmark(n(val), slash < 0 ? 0xffffffff : n(v.slice(slash + 1))));
     }
   }
-  if (target === "REJECT" && !opts.includes("--reject-with"))
-    return [...out, "--reject-with", family === "IPv4" ? "icmp-port-unreachable" : "icmp6-port-unreachable"];
-  return [...out, ...opts];
+  if (target === "REJECT" && !opts.includes("--reject-with")) {
+    out.push("--reject-with", family === "IPv4" ? "icmp-port-unreachable" : "icmp6-port-unreachable");
+    return;
+  }
+  for (const o of opts) out.push(o);
 }
 
 /**
  * The canonical argument list of a rule (without `-A CHAIN`): header matches first in a fixed
- * order, then matches in their order, then the target.
+ * order, then matches in their order, then the target. Hot (hundreds of thousands of rules per
+ * diff), so it allocates little: one body array, header slots, options rewritten in place.
  */
 export function normalizeArgs(args: readonly string[], family: IPFamily): string[] {
-  const header = new Map<string, string[]>();
-  const matches: Match[] = [];
-  let cur: Match | undefined;
+  let h0: string[] | undefined;
+  let h1: string[] | undefined;
+  let h2: string[] | undefined;
+  let h3: string[] | undefined;
+  let h4: string[] | undefined;
+  const body: string[] = [];
+  let module: string | undefined;
+  let moduleStart = 0;
   let target: string | undefined;
-  const targetOpts: string[] = [];
+  let targetAt = -1;
+  let goto = false;
   let neg = false;
   let proto: string | undefined;
-  for (let i = 0; i < args.length; i++) {
+  const n = args.length;
+  for (let i = 0; i < n; i++) {
     const a = args[i];
     if (a === "!") {
       neg = true;
       continue;
     }
     const h = HEADER[a];
-    if (h && target === undefined) {
+    if (h !== undefined) {
       let v = args[++i] ?? "";
-      if (h === "-s" || h === "-d") v = normAddress(v);
-      if (h === "-p") proto = v = v.toLowerCase();
-      header.set(h, neg ? ["!", h, v] : [h, v]);
+      if (h <= 1) v = normAddress(v);
+      else if (h === 4) proto = v = v.toLowerCase();
+      const slot = neg ? ["!", HEADER_FLAG[h], v] : [HEADER_FLAG[h], v];
+      if (h === 0) h0 = slot;
+      else if (h === 1) h1 = slot;
+      else if (h === 2) h2 = slot;
+      else if (h === 3) h3 = slot;
+      else h4 = slot;
       neg = false;
       continue;
     }
-    if ((a === "-m" || a === "--match") && target === undefined) {
-      cur = { module: args[++i] ?? "", opts: [] };
-      matches.push(cur);
-      neg = false;
+    if (a === "-m" || a === "--match") {
+      if (module !== undefined) finishMatch(body, module, moduleStart, family);
+      module = args[++i] ?? "";
+      body.push("-m", module);
+      moduleStart = body.length;
       continue;
     }
     if (a === "-j" || a === "--jump" || a === "-g" || a === "--goto") {
       target = args[++i] ?? "";
-      if (a === "-g" || a === "--goto") target = `goto:${target}`;
-      continue;
+      goto = a === "-g" || a === "--goto";
+      targetAt = i + 1;
+      break;
     }
-    if (a === "-c" && target === undefined) {
+    if (a === "-c") {
       i += 2; // per-rule counters
       continue;
     }
-    if (target !== undefined) {
-      targetOpts.push(a);
-      continue;
+    // `--dport` after `-p tcp` with no `-m tcp` belongs to the protocol's implicit match.
+    if (
+      module === undefined &&
+      proto !== undefined &&
+      a.charCodeAt(0) === 45 &&
+      (proto === "tcp" || proto === "udp" || proto === "sctp")
+    ) {
+      module = proto;
+      body.push("-m", module);
+      moduleStart = body.length;
     }
-    if (a.startsWith("-")) {
-      // An option of the current match; `--dport` after `-p tcp` without `-m tcp` belongs to
-      // the protocol's implicit match, as iptables loads it.
-      if (!cur && proto && ["tcp", "udp", "sctp"].includes(proto)) {
-        cur = { module: proto, opts: [] };
-        matches.push(cur);
-      }
-      const opt = neg ? ["!", a] : [a];
+    if (neg) {
+      body.push("!");
       neg = false;
-      while (i + 1 < args.length && !args[i + 1].startsWith("-") && args[i + 1] !== "!") opt.push(args[++i]);
-      if (cur) cur.opts.push(opt);
-      else matches.push({ module: "", opts: [opt] });
-      continue;
     }
-    // A stray value: keep it where it stands.
-    if (cur) cur.opts.push([a]);
+    body.push(a);
   }
+  if (module !== undefined) finishMatch(body, module, moduleStart, family);
   const out: string[] = [];
-  for (const h of HEADER_ORDER) out.push(...(header.get(h) ?? []));
-  for (const m of matches) out.push(...(m.module ? normalizeMatch(m, family) : m.opts.flat()));
+  if (h0) out.push(...h0);
+  if (h1) out.push(...h1);
+  if (h2) out.push(...h2);
+  if (h3) out.push(...h3);
+  if (h4) out.push(...h4);
+  for (const t of body) out.push(t);
   if (target !== undefined) {
-    if (target.startsWith("goto:")) out.push("-g", target.slice(5), ...targetOpts);
-    else out.push(...normalizeTarget(target, targetOpts, family));
+    const targetOpts = args.slice(targetAt);
+    if (goto) out.push("-g", target, ...targetOpts);
+    else pushTarget(out, target, targetOpts, family);
   }
   return out;
 }
 
+/** Empty, or holding white space, a quote or a backslash: such a token is written quoted. */
+function needsQuotes(t: string): boolean {
+  if (t.length === 0) return true;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c === 32 || c === 34 || c === 92 || c === 39 || c === 9 || c === 10 || c === 13) return true;
+  }
+  return false;
+}
+
 /** The canonical rule as one line, `-A CHAIN …`, with arguments quoted as iptables-save does. */
 export function normalizeRule(chain: string, args: readonly string[], family: IPFamily): string {
-  return [
-    "-A",
-    chain,
-    ...normalizeArgs(args, family).map((a, i, all) =>
-      all[i - 1] === "--comment" ? `"${a.replace(/[\\"]/g, (c) => `\\${c}`)}"` : quoteArg(a),
-    ),
-  ].join(" ");
+  const a = normalizeArgs(args, family);
+  // join() gives one flat string: compared many times, a rope of += pieces costs more.
+  const parts = ["-A", chain];
+  for (let i = 0; i < a.length; i++) {
+    const t = a[i];
+    parts.push(a[i - 1] === "--comment" || needsQuotes(t) ? `"${t.replace(/[\\"]/g, (c) => `\\${c}`)}"` : t);
+  }
+  return parts.join(" ");
 }

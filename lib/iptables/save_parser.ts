@@ -10,10 +10,30 @@ export interface SavedRule {
   /** `-A`, `-I` or `-D`. */
   op: "-A" | "-I" | "-D";
   chain: string;
-  /** Arguments after the chain, unquoted. */
-  args: string[];
+  /** Arguments after the chain, unquoted (split on first use). */
+  readonly args: string[];
+  /** The rule as written, without a `[p:b]` counters prefix. */
+  text: string;
   /** 1-based line in the text. */
   line: number;
+}
+
+/** A rule whose arguments are split only when someone reads them: diffs mostly do not. */
+class LazyRule implements SavedRule {
+  private split?: string[];
+  constructor(
+    readonly op: "-A" | "-I" | "-D",
+    readonly chain: string,
+    readonly text: string,
+    readonly line: number,
+    /** Offset of the first argument in `text`. */
+    private readonly at: number,
+  ) {}
+
+  get args(): string[] {
+    if (!this.split) this.split = splitArgs(this.text.slice(this.at)) ?? [];
+    return this.split;
+  }
 }
 
 export interface SavedChain {
@@ -43,6 +63,42 @@ export const BUILTIN_CHAINS = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING
 
 /** Split arguments the way iptables-restore does: double quotes group, backslash escapes. */
 export function splitArgs(s: string): string[] | undefined {
+  // Most lines: plain tokens and at most a few simple quoted comments. Slices, not characters.
+  const out: string[] = [];
+  const n = s.length;
+  let i = 0;
+  while (i < n) {
+    let c = s.charCodeAt(i);
+    if (c === 32 || c === 9) {
+      i++;
+      continue;
+    }
+    if (c === 34 /* " */) {
+      const end = s.indexOf('"', i + 1);
+      if (end < 0) return undefined;
+      const body = s.slice(i + 1, end);
+      // A backslash inside quotes escapes the next character: take the slow path.
+      if (body.includes("\\")) return splitArgsSlow(s);
+      const after = s.charCodeAt(end + 1);
+      if (end + 1 < n && after !== 32 && after !== 9) return splitArgsSlow(s);
+      out.push(body);
+      i = end + 1;
+      continue;
+    }
+    let j = i;
+    while (j < n) {
+      c = s.charCodeAt(j);
+      if (c === 32 || c === 9) break;
+      if (c === 34) return splitArgsSlow(s);
+      j++;
+    }
+    out.push(s.slice(i, j));
+    i = j;
+  }
+  return out;
+}
+
+function splitArgsSlow(s: string): string[] | undefined {
   const out: string[] = [];
   let i = 0;
   const n = s.length;
@@ -70,6 +126,40 @@ export function splitArgs(s: string): string[] | undefined {
   return out;
 }
 
+/** An odd number of unescaped double quotes (checked without splitting the line). */
+function unbalancedQuotes(line: string): boolean {
+  let q = line.indexOf('"');
+  if (q < 0) return false;
+  if (line.includes("\\")) return splitArgs(line) === undefined;
+  let count = 0;
+  for (; q >= 0; q = line.indexOf('"', q + 1)) count++;
+  return count % 2 === 1;
+}
+
+/**
+ * A dump of rule lines that are already `-A CHAIN …` strings in one table each (the engine's
+ * output), without going through restore text and back.
+ */
+export function dumpOfTables(
+  tables: Record<string, { chains: readonly string[]; rules: readonly string[] }>,
+): SaveDump {
+  const dump: SaveDump = { tables: new Map(), errors: [] };
+  for (const [name, t] of Object.entries(tables)) {
+    const table: SavedTable = { name, chains: new Map(), rules: [], deletes: [] };
+    for (const c of t.chains) table.chains.set(c, { name: c, policy: "-", line: 0 });
+    for (const line of t.rules) {
+      const sp = line.indexOf(" ", 3);
+      const chain = sp < 0 ? line.slice(3) : line.slice(3, sp);
+      const op = line.slice(0, 2);
+      if (op === "-X") table.deletes.push(chain);
+      else if (op === "-A" || op === "-I" || op === "-D")
+        table.rules.push(new LazyRule(op, chain, line, 0, sp < 0 ? line.length : sp + 1));
+    }
+    dump.tables.set(name, table);
+  }
+  return dump;
+}
+
 export function parseSave(text: string): SaveDump {
   const dump: SaveDump = { tables: new Map(), errors: [] };
   let cur: SavedTable | undefined;
@@ -78,13 +168,37 @@ export function parseSave(text: string): SaveDump {
     const lineNo = idx + 1;
     let line = lines[idx];
     if (line.endsWith("\r")) line = line.slice(0, -1);
+    const first = line.charCodeAt(0);
+    if (first === 45 /* - */) {
+      // The hot path: `-A CHAIN args…`.
+      if (!cur) {
+        dump.errors.push({ line: lineNo, message: `outside a table: ${JSON.stringify(line.slice(0, 80))}` });
+        continue;
+      }
+      const op = line.slice(0, 2);
+      const sp = line.indexOf(" ", 3);
+      const chain = sp < 0 ? line.slice(3) : line.slice(3, sp);
+      if (line.charCodeAt(2) !== 32 || chain === "") {
+        dump.errors.push({ line: lineNo, message: `cannot read ${JSON.stringify(line.slice(0, 80))}` });
+        continue;
+      }
+      if (op === "-A" || op === "-I" || op === "-D") {
+        if (unbalancedQuotes(line)) {
+          dump.errors.push({ line: lineNo, message: `unterminated quote in ${JSON.stringify(line.slice(0, 80))}` });
+          continue;
+        }
+        cur.rules.push(new LazyRule(op, chain, line, lineNo, sp < 0 ? line.length : sp + 1));
+      } else if (op === "-X") cur.deletes.push(chain);
+      else dump.errors.push({ line: lineNo, message: `unknown command ${JSON.stringify(op)}` });
+      continue;
+    }
     if (line === "" || /^\s*$/.test(line)) continue;
-    if (line.startsWith("#")) {
+    if (first === 35 /* # */) {
       const m = /^# Generated by (\S+)/.exec(line);
       if (m && !dump.generator) dump.generator = m[1];
       continue;
     }
-    if (line.startsWith("*")) {
+    if (first === 42 /* * */) {
       const name = line.slice(1).trim();
       cur = dump.tables.get(name);
       if (!cur) dump.tables.set(name, (cur = { name, chains: new Map(), rules: [], deletes: [] }));
@@ -98,7 +212,7 @@ export function parseSave(text: string): SaveDump {
       dump.errors.push({ line: lineNo, message: `outside a table: ${JSON.stringify(line.slice(0, 80))}` });
       continue;
     }
-    if (line.startsWith(":")) {
+    if (first === 58 /* : */) {
       const parts = line.slice(1).split(/\s+/);
       if (!parts[0]) {
         dump.errors.push({ line: lineNo, message: "chain line without a name" });
@@ -108,23 +222,16 @@ export function parseSave(text: string): SaveDump {
         cur.chains.set(parts[0], { name: parts[0], policy: parts[1] ?? "-", line: lineNo });
       continue;
     }
-    // `[packets:bytes] -A …` from iptables-save -c.
-    if (line.startsWith("[")) line = line.replace(/^\[\d+:\d+\]\s+/, "");
-    const args = splitArgs(line);
-    if (!args || args.length < 2) {
-      dump.errors.push({ line: lineNo, message: `cannot read ${JSON.stringify(line.slice(0, 80))}` });
-      continue;
+    if (first === 91 /* [ */) {
+      // `[packets:bytes] -A …` from iptables-save -c: read the rest as a rule line.
+      const rest = line.replace(/^\[\d+:\d+\]\s+/, "");
+      if (rest !== line && rest.startsWith("-")) {
+        lines[idx] = rest;
+        idx--;
+        continue;
+      }
     }
-    const op = args[0];
-    if (op === "-X") {
-      cur.deletes.push(args[1]);
-      continue;
-    }
-    if (op === "-A" || op === "-I" || op === "-D") {
-      cur.rules.push({ op, chain: args[1], args: args.slice(2), line: lineNo });
-      continue;
-    }
-    dump.errors.push({ line: lineNo, message: `unknown command ${JSON.stringify(op)}` });
+    dump.errors.push({ line: lineNo, message: `cannot read ${JSON.stringify(line.slice(0, 80))}` });
   }
   return dump;
 }
