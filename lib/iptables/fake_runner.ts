@@ -1,8 +1,9 @@
 /**
  * A stateful fake iptables that keeps the real tool's rules, so code that drives iptables can
  * be tested without root: restore input is applied line by line, a rule may only jump to a
- * chain that exists when the table commits, a chain still referenced cannot be deleted, and a
- * call that fails changes nothing. Tests in tests/iptables prove it against the real tool.
+ * chain that exists when the rule is added, a chain still referenced cannot be deleted, and
+ * each table commits on its own (as both real backends do: a failure in *nat keeps an earlier
+ * *filter). Tests in tests/iptables/fake_runner.test.ts prove it against the real tools.
  */
 import type { IPFamily } from "../model/ip.ts";
 import { normalizeArgs } from "./normalize.ts";
@@ -34,6 +35,26 @@ const TARGETS = new Set([
   "QUEUE",
   "NFQUEUE",
   "TCPMSS",
+  "NFLOG",
+  "SET",
+  "TRACE",
+  "CHECKSUM",
+  "TPROXY",
+  "AUDIT",
+  "CLASSIFY",
+  "DSCP",
+  "ECN",
+  "HMARK",
+  "NETMAP",
+  "SECMARK",
+  "CONNSECMARK",
+  "SYNPROXY",
+  "TEE",
+  "TOS",
+  "TTL",
+  "HL",
+  "IDLETIMER",
+  "LED",
 ]);
 
 interface Chain {
@@ -97,6 +118,14 @@ export class FakeRunner implements Runner {
     return c;
   }
 
+  /** A rule's target must be an extension or a user chain that exists now. */
+  private checkTarget(tab: Map<string, Chain>, rule: string[]): void {
+    const target = ruleTarget(rule);
+    if (!target || TARGETS.has(target)) return;
+    const c = tab.get(target);
+    if (!c || c.builtin) throw new Fail(`Couldn't load target \`${target}':No such file or directory`);
+  }
+
   /** Every rule of the table jumps to something that exists. */
   private checkJumps(tab: Map<string, Chain>): void {
     for (const [name, c] of tab)
@@ -121,13 +150,17 @@ export class FakeRunner implements Runner {
     const name = args[0];
     let rest = args.slice(1);
     const c = this.chain(tab, name);
-    if (op === "-A") c.rules.push(rest);
-    else if (op === "-I") {
+    if (op === "-A") {
+      this.checkTarget(tab, rest);
+      c.rules.push(rest);
+    } else if (op === "-I") {
       let pos = 1;
       if (/^[0-9]+$/.test(rest[0] ?? "")) {
         pos = Number(rest[0]);
         rest = rest.slice(1);
       }
+      if (pos < 1 || pos > c.rules.length + 1) throw new Fail("Index of insertion too big");
+      this.checkTarget(tab, rest);
       c.rules.splice(pos - 1, 0, rest);
     } else if (op === "-D") {
       const i =
@@ -146,16 +179,18 @@ export class FakeRunner implements Runner {
       this.failNextRestore = undefined;
       throw new RestoreError(`iptables-restore failed: ${message}`, message);
     }
-    const work = clone(this.tables);
+    // Each table is applied to a copy and committed on its own at COMMIT.
+    let work: Tables | undefined;
     let tab: Map<string, Chain> | undefined;
     let tabName = "";
     const lines = input.split("\n");
     for (let i = 0; i < lines.length; i++) {
-      const line = lines[i].trim();
+      let line = lines[i].trim();
       try {
         if (line === "" || line.startsWith("#")) continue;
         if (line.startsWith("*")) {
           tabName = line.slice(1);
+          work = clone(this.tables);
           tab = opts.table && opts.table !== tabName ? undefined : this.table(work, tabName);
           if (tab && !opts.noflush) {
             for (const c of tab.values()) if (c.builtin) c.rules = [];
@@ -164,8 +199,12 @@ export class FakeRunner implements Runner {
           continue;
         }
         if (line === "COMMIT") {
-          if (tab) this.checkJumps(tab);
+          if (tab && work) {
+            this.checkJumps(tab);
+            this.tables = work;
+          }
           tab = undefined;
+          work = undefined;
           continue;
         }
         if (!tab) {
@@ -175,17 +214,24 @@ export class FakeRunner implements Runner {
         if (line.startsWith(":")) {
           const [name, policy] = line.slice(1).split(/\s+/);
           const c = tab.get(name);
-          if (c) {
-            c.rules = [];
-            if (c.builtin && policy && policy !== "-") c.policy = policy;
-          } else tab.set(name, { builtin: false, policy: "-", rules: [] });
+          // Declaring a built-in chain sets its policy; declaring a user chain flushes it.
+          if (c?.builtin) {
+            if (policy && policy !== "-") c.policy = policy;
+          } else if (c) c.rules = [];
+          else tab.set(name, { builtin: false, policy: "-", rules: [] });
           continue;
         }
+        // `[packets:bytes] -A …` as iptables-save -c prints it.
+        if (line.startsWith("[")) line = line.replace(/^\[\d+:\d+\]\s+/, "");
         const args = splitArgs(line);
         if (!args || args.length < 2) throw new Fail(`Bad argument \`${line}'`);
         if (args[0] === "-X") this.deleteChain(tab, args[1]);
         else if (args[0] === "-F") this.chain(tab, args[1]).rules = [];
-        else if (args[0] === "-N") {
+        else if (args[0] === "-P") {
+          const c = this.chain(tab, args[1]);
+          if (!c.builtin) throw new Fail(`Bad built-in chain name ${args[1]}`);
+          c.policy = args[2] ?? c.policy;
+        } else if (args[0] === "-N") {
           if (tab.has(args[1])) throw new Fail("Chain already exists");
           tab.set(args[1], { builtin: false, policy: "-", rules: [] });
         } else if (["-A", "-I", "-D"].includes(args[0])) this.applyRule(tab, args[0], args.slice(1));
@@ -196,8 +242,8 @@ export class FakeRunner implements Runner {
         throw new RestoreError(`iptables-restore failed at input line ${i + 1}: ${e.message}`, stderr, i + 1, lines[i]);
       }
     }
-    if (tab) throw new RestoreError("iptables-restore failed: input ended without COMMIT", "no COMMIT");
-    this.tables = work;
+    if (tab)
+      throw new RestoreError("iptables-restore failed: COMMIT expected at the end of the input", "COMMIT expected");
   }
 
   async save(table?: string): Promise<string> {

@@ -22,6 +22,24 @@ const HEADER: Record<string, number> = {
   "--protocol": 4,
 };
 const HEADER_FLAG = ["-s", "-d", "-i", "-o", "-p"];
+const PROTOCOL_NUMBERS: Record<string, string> = {
+  "1": "icmp",
+  "6": "tcp",
+  "17": "udp",
+  "58": "ipv6-icmp",
+  "132": "sctp",
+};
+/** Options the protocol matches own, and the matches that take such options themselves. */
+const PORT_OPTIONS = new Set([
+  "--dport",
+  "--sport",
+  "--destination-port",
+  "--source-port",
+  "--tcp-flags",
+  "--syn",
+  "--tcp-option",
+]);
+const PORT_MODULES = new Set(["tcp", "udp", "sctp", "multiport", "udplite", "dccp"]);
 
 const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
 const PLAIN_V4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(/32)?$`);
@@ -152,7 +170,9 @@ function pushTarget(out: string[], target: string, opts: string[], family: IPFam
     if (flag === "--set-mark" || flag === "--set-xmark") {
       const slash = v.indexOf("/");
       const val = slash < 0 ? v : v.slice(0, slash);
-      return void out.push("--set-xmark", xmark(n(val), slash < 0 ? 0xffffffff : n(v.slice(slash + 1))));
+      const mask = slash < 0 ? 0xffffffff : n(v.slice(slash + 1));
+      // --set-mark V/M is stored as xmark V/(V|M); --set-xmark keeps its mask.
+      return void out.push("--set-xmark", xmark(n(val), flag === "--set-mark" ? (mask | n(val)) >>> 0 : mask));
     }
   }
   if (target === "REJECT" && !opts.includes("--reject-with")) {
@@ -181,6 +201,7 @@ export function normalizeArgs(args: readonly string[], family: IPFamily): string
   let goto = false;
   let neg = false;
   let proto: string | undefined;
+  let a2: string | undefined;
   const n = args.length;
   for (let i = 0; i < n; i++) {
     const a = args[i];
@@ -192,7 +213,12 @@ export function normalizeArgs(args: readonly string[], family: IPFamily): string
     if (h !== undefined) {
       let v = args[++i] ?? "";
       if (h <= 1) v = normAddress(v);
-      else if (h === 4) proto = v = v.toLowerCase();
+      else if (h === 4) proto = v = PROTOCOL_NUMBERS[v] ?? v.toLowerCase();
+      // What iptables-save leaves out because it matches everything.
+      if (!neg && ((h <= 1 && (v === "0.0.0.0/0" || v === "::/0")) || (h === 4 && v === "all"))) {
+        neg = false;
+        continue;
+      }
       const slot = neg ? ["!", HEADER_FLAG[h], v] : [HEADER_FLAG[h], v];
       if (h === 0) h0 = slot;
       else if (h === 1) h1 = slot;
@@ -219,22 +245,27 @@ export function normalizeArgs(args: readonly string[], family: IPFamily): string
       i += 2; // per-rule counters
       continue;
     }
-    // `--dport` after `-p tcp` with no `-m tcp` belongs to the protocol's implicit match.
+    // `--dport` after `-p tcp` with no `-m tcp` belongs to the protocol's implicit match,
+    // also when another match (comment, addrtype…) came last: only a few take port options.
     if (
-      module === undefined &&
       proto !== undefined &&
       a.charCodeAt(0) === 45 &&
-      (proto === "tcp" || proto === "udp" || proto === "sctp")
+      (proto === "tcp" || proto === "udp" || proto === "sctp") &&
+      (module === undefined || (PORT_OPTIONS.has(a) && !PORT_MODULES.has(module)))
     ) {
+      if (module !== undefined) finishMatch(body, module, moduleStart, family);
       module = proto;
       body.push("-m", module);
       moduleStart = body.length;
     }
+    if (a === "--destination-port") a2 = "--dport";
+    else if (a === "--source-port") a2 = "--sport";
     if (neg) {
       body.push("!");
       neg = false;
     }
-    body.push(a);
+    body.push(a2 ?? a);
+    a2 = undefined;
   }
   if (module !== undefined) finishMatch(body, module, moduleStart, family);
   const out: string[] = [];

@@ -233,6 +233,7 @@ export function parseSave(text: string): SaveDump {
     }
     dump.errors.push({ line: lineNo, message: `cannot read ${JSON.stringify(line.slice(0, 80))}` });
   }
+  if (cur) dump.errors.push({ line: lines.length, message: `table ${cur.name} has no COMMIT (a cut-off dump?)` });
   return dump;
 }
 
