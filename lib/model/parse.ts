@@ -144,7 +144,10 @@ export function jsonErrorAt(text: string): { offset: number; message: string } {
         } else fail('expected "," or "]"');
       }
     }
-    if (c === '"') return str();
+    if (c === '"') {
+      str();
+      return;
+    }
     const m = literal.exec(text.slice(i, i + 400));
     if (!m) fail(i >= text.length ? "unexpected end of input" : `unexpected ${JSON.stringify(text[i])}`);
     i += m?.[0].length ?? 0;
