@@ -10,6 +10,7 @@ import { diffCommand } from "./diff.ts";
 import { type IO, processIO, UsageError } from "./io.ts";
 import { normalizeBooleanFlags } from "./node_flags.ts";
 import { renderCommand } from "./render.ts";
+import { syncCommand } from "./sync.ts";
 
 /** Run kip with `argv` (without the program name); resolves to the exit code. */
 export async function main(argv: string[], io: IO = processIO()): Promise<number> {
@@ -33,7 +34,12 @@ Example:
 Run "kip help <command>" for a command's flags and examples.`,
     );
   const output = { writeOut: (s: string) => io.stdout(s), writeErr: (s: string) => io.stderr(s) };
-  for (const cmd of [renderCommand(io, setExit), diffCommand(io, setExit), cleanupCommand(io, setExit)])
+  for (const cmd of [
+    renderCommand(io, setExit),
+    diffCommand(io, setExit),
+    cleanupCommand(io, setExit),
+    syncCommand(io, setExit),
+  ])
     program.addCommand(cmd.exitOverride().configureOutput(output));
   program
     .command("help [command]", { isDefault: false })

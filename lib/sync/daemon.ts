@@ -1,0 +1,263 @@
+/**
+ * The node daemon: a source's events go into the change tracker, the bounded-frequency runner
+ * turns them into syncs of every family's proxier, and the canary chains catch a third party
+ * flushing the tables. Health, metrics and the last restore payloads are kept up to date.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { IPFamily } from "../model/ip.ts";
+import { SERVICE_NAME_LABEL } from "../model/types.ts";
+import type { ChangeTracker } from "../proxy/tracker.ts";
+import type { ObjectKind, Source, SourceEvent } from "../sources/source.ts";
+import type { HealthCheckServers, HealthState } from "./http.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import { FULL_SYNC_PERIOD_MS, type Proxier, type RestoreRecord, type SyncOutcome } from "./proxier.ts";
+import { BoundedFrequencyRunner, type Clock } from "./runner.ts";
+
+export interface DaemonOptions {
+  source: Source;
+  tracker: ChangeTracker;
+  proxiers: Proxier[];
+  clock: Clock;
+  minSyncPeriodMs: number;
+  syncPeriodMs: number;
+  log: Logger;
+  metrics?: Metrics;
+  health?: HealthState;
+  healthChecks?: HealthCheckServers;
+  /** Watch the KUBE-PROXY-CANARY chains (off for --dry-run). */
+  canary: boolean;
+  /** Where to keep the last good and last failed restore payloads. */
+  stateDir?: string;
+  /** Called after every sync (tests wait on it). */
+  onSync?: (outcomes: SyncOutcome[]) => void;
+}
+
+const CANARY = "KUBE-PROXY-CANARY";
+
+export class Daemon {
+  private synced = new Set<ObjectKind>();
+  private runner: BoundedFrequencyRunner;
+  private canaryTimer?: unknown;
+  private forceFull = false;
+  private stopped = false;
+  private waiters: ((outcomes: SyncOutcome[]) => void)[] = [];
+  syncs = 0;
+
+  constructor(private readonly o: DaemonOptions) {
+    this.runner = new BoundedFrequencyRunner({
+      minIntervalMs: o.minSyncPeriodMs,
+      maxIntervalMs: FULL_SYNC_PERIOD_MS,
+      retryIntervalMs: o.syncPeriodMs,
+      clock: o.clock,
+      run: () => this.syncAll(),
+    });
+  }
+
+  get ready(): boolean {
+    return this.synced.size === 3;
+  }
+
+  async start(): Promise<void> {
+    if (this.o.canary) await this.makeCanaries();
+    await this.o.source.start({
+      onEvent: (e) => this.onEvent(e),
+      onSynced: (kind) => {
+        this.synced.add(kind);
+        if (this.ready) {
+          this.o.log.log("info", "sources synced", { services: this.o.tracker.state().services.length });
+          this.runner.request();
+        }
+      },
+      onProblem: (message) => this.o.log.log("warn", message),
+    });
+    this.runner.start();
+    if (this.o.canary) this.scheduleCanary();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.canaryTimer !== undefined) this.o.clock.clearTimeout(this.canaryTimer);
+    this.canaryTimer = undefined;
+    await this.o.source.stop();
+    await this.runner.stop();
+    await this.o.healthChecks?.stop();
+  }
+
+  /** One sync now, outside the schedule (kip sync --once). */
+  syncOnce(): Promise<boolean> {
+    return this.syncAll();
+  }
+
+  /** Resolves with the outcomes of the next sync that finishes. */
+  nextSync(): Promise<SyncOutcome[]> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Resolves when no sync is running. */
+  idle(): Promise<void> {
+    return this.runner.idle();
+  }
+
+  private onEvent(e: SourceEvent): void {
+    const t = this.o.tracker;
+    let changed = false;
+    if (e.kind === "Service") changed = e.type === "upsert" ? t.upsertService(e.key, e.object) : t.deleteService(e.key);
+    else if (e.kind === "EndpointSlice")
+      changed = e.type === "upsert" ? t.upsertSlice(e.key, e.object) : t.deleteSlice(e.key);
+    else if (e.key === t.nodeName) changed = t.setNode(e.type === "upsert" ? e.object : undefined);
+    if (!changed) return;
+    if (e.kind === "Node" && e.type === "upsert" && this.o.health) this.o.health.nodeEligible = !e.object.unschedulable;
+    const m = this.o.metrics;
+    if (m) {
+      if (e.kind === "Service") m.serviceChanges.inc();
+      if (e.kind === "EndpointSlice") m.endpointChanges.inc();
+      m.serviceChangesPending.set(t.pendingCount);
+      for (const p of this.o.proxiers) m.lastQueued.set({ ip_family: p.family }, this.o.clock.now() / 1000);
+    }
+    this.o.health?.queued();
+    if (this.ready) this.runner.request();
+  }
+
+  private async syncAll(): Promise<boolean> {
+    const t = this.o.tracker;
+    const changed = t.takeChanged();
+    const forceFull = this.forceFull || t.needFullSync;
+    this.forceFull = false;
+    t.needFullSync = false;
+    const state = t.state();
+    const outcomes: SyncOutcome[] = [];
+    for (const p of this.o.proxiers) {
+      const out = await p.sync(state, changed, forceFull);
+      outcomes.push(out);
+      this.record(p, out);
+    }
+    this.syncs++;
+    if (this.o.healthChecks && outcomes.some((o) => o.ok)) await this.o.healthChecks.sync(this.healthCheckPorts());
+    this.o.metrics?.serviceChangesPending.set(t.pendingCount);
+    this.o.onSync?.(outcomes);
+    for (const w of this.waiters.splice(0)) w(outcomes);
+    return outcomes.every((o) => o.ok);
+  }
+
+  private record(p: Proxier, out: SyncOutcome): void {
+    const family = p.family;
+    const m = this.o.metrics;
+    const fields = {
+      family,
+      type: out.full ? "full" : "partial",
+      ok: out.ok,
+      buildMs: Math.round(out.buildMs),
+      applyMs: Math.round(out.applyMs),
+      restores: out.restores,
+      natChains: out.natChains,
+      natRules: out.natRules,
+      filterRules: out.filterRules,
+      staleChains: out.staleChains,
+    };
+    if (out.ok) {
+      this.o.log.log("info", "synced", fields);
+      this.o.health?.updated(family);
+      if (m) {
+        const secs = (out.buildMs + out.applyMs) / 1000;
+        m.syncDuration.observe({ ip_family: family }, secs);
+        (out.full ? m.syncFullDuration : m.syncPartialDuration).observe({ ip_family: family }, secs);
+        m.lastTimestamp.set({ ip_family: family }, this.o.clock.now() / 1000);
+        m.iptablesLast.set({ table: "filter", ip_family: family }, p.lastCounts.filter);
+        m.iptablesLast.set({ table: "nat", ip_family: family }, p.lastCounts.nat);
+        m.iptablesTotal.set({ table: "filter", ip_family: family }, p.lastCounts.filter);
+        m.iptablesTotal.set({ table: "nat", ip_family: family }, p.lastCounts.natTotal);
+        const nle = out.ruleset?.noLocalEndpoints;
+        if (nle) {
+          m.noLocalEndpoints.set({ traffic_policy: "internal", ip_family: family }, nle.internal);
+          m.noLocalEndpoints.set({ traffic_policy: "external", ip_family: family }, nle.external);
+        }
+      }
+      this.keep(family, "last-restore", p.lastSuccess);
+    } else {
+      this.o.log.log("error", "sync failed; rules left as they were, retrying as a full sync", {
+        ...fields,
+        error: out.error,
+        failedLine: p.lastFailure?.failedLineText,
+      });
+      m?.restoreFailures.inc({ ip_family: family });
+      if (!out.full) m?.partialRestoreFailures.inc({ ip_family: family });
+      this.keep(family, "last-failed-restore", p.lastFailure);
+    }
+  }
+
+  /** The last good and last failed payloads, readable by an operator (state directory). */
+  private keep(family: IPFamily, name: string, r?: RestoreRecord): void {
+    if (!this.o.stateDir || !r) return;
+    try {
+      mkdirSync(this.o.stateDir, { recursive: true });
+      const header = [
+        `# kip ${name} (${family}), ${new Date(r.at).toISOString()}, ${r.full ? "full" : "partial"} sync`,
+        ...(r.error ? [`# error: ${r.error}`] : []),
+        ...(r.failedLineText ? [`# failing line: ${r.failedLineText}`] : []),
+      ];
+      const body = r.inputs.map((input, i) => `# restore ${i + 1} of ${r.inputs.length}\n${input}`).join("");
+      writeFileSync(join(this.o.stateDir, `${name}-${family}.txt`), `${header.join("\n")}\n${body}`);
+    } catch (e) {
+      this.o.log.log("warn", "cannot write to the state directory", {
+        dir: this.o.stateDir,
+        error: (e as Error).message,
+      });
+    }
+  }
+
+  /** healthCheckNodePort → service and its local, ready, not terminating endpoint IPs (spec §11.1). */
+  private healthCheckPorts(): Map<number, { service: string; localEndpoints: number }> {
+    const state = this.o.tracker.state();
+    const out = new Map<number, { service: string; localEndpoints: number }>();
+    for (const s of state.services) {
+      if (s.type !== "LoadBalancer" || s.externalTrafficPolicy !== "Local" || s.healthCheckNodePort === 0) continue;
+      const ips = new Set<string>();
+      for (const sl of state.endpointSlices) {
+        if (sl.namespace !== s.namespace || sl.labels[SERVICE_NAME_LABEL] !== s.name) continue;
+        for (const e of sl.endpoints)
+          if (e.nodeName === this.o.tracker.nodeName && e.ready !== false && e.terminating !== true && e.addresses[0])
+            ips.add(e.addresses[0]);
+      }
+      out.set(s.healthCheckNodePort, { service: `${s.namespace}/${s.name}`, localEndpoints: ips.size });
+    }
+    return out;
+  }
+
+  private async makeCanaries(): Promise<void> {
+    for (const p of this.o.proxiers)
+      for (const table of ["mangle", "nat", "filter"]) {
+        const r = await p.o.runner.run(["-t", table, "-N", CANARY]);
+        if (r.code !== 0 && !/already exists/i.test(r.stderr))
+          this.o.log.log("warn", "cannot create the canary chain", { family: p.family, table, error: r.stderr.trim() });
+      }
+  }
+
+  private scheduleCanary(): void {
+    this.canaryTimer = this.o.clock.setTimeout(() => void this.checkCanary(), this.o.syncPeriodMs);
+  }
+
+  /**
+   * A canary gone = someone flushed the tables: recreate them and resync everything.
+   * kube-proxy watches mangle only (a whole-firewall flush takes it first); kip checks nat and
+   * filter too, so `iptables -t nat -F; iptables -t nat -X` alone is repaired as well.
+   */
+  async checkCanary(): Promise<boolean> {
+    let flushed = false;
+    for (const p of this.o.proxiers)
+      for (const table of ["mangle", "nat", "filter"]) {
+        const r = await p.o.runner.run(["-t", table, "-S", CANARY]);
+        // Exit status 4 is "resource problem" (a held lock): not a flush.
+        if (r.code !== 0 && r.code !== 4) flushed = true;
+      }
+    if (flushed) {
+      this.o.log.log("warn", "iptables flush detected (canary chain gone): recreating rules with a full sync");
+      await this.makeCanaries();
+      this.forceFull = true;
+      this.runner.request();
+    }
+    if (!this.stopped && this.o.canary) this.scheduleCanary();
+    return flushed;
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * One family's sync (spec §8): build the rules for the current state, full or partial, ensure
+ * kube-proxy's jump rules on full syncs, find stale chains with iptables-save, and apply with
+ * iptables-restore --noflush (in consistent batches on nft). A failure leaves the tables as the
+ * last good restore left them and makes the next sync a full one.
+ */
+import { JUMP_RULES, jumpRuleArgs } from "../iptables/jumps.ts";
+import { RestoreError, type Runner } from "../iptables/runner.ts";
+import { parseSave } from "../iptables/save_parser.ts";
+import type { IPFamily } from "../model/ip.ts";
+import type { ClusterState } from "../model/types.ts";
+import { buildRules } from "../proxy/build.ts";
+import { type ProxyConfig, resolveBuildOptions } from "../proxy/options.ts";
+import { countRules, type Ruleset, toRestore } from "../proxy/ruleset.ts";
+import { type BatchOptions, batchRestore, DEFAULT_BATCH, needsBatches } from "./batch.ts";
+
+/** kube-proxy forces a full sync at least this often (spec §8.1). */
+export const FULL_SYNC_PERIOD_MS = 3600_000;
+
+export interface RestoreRecord {
+  ok: boolean;
+  at: number;
+  full: boolean;
+  /** The restore input(s), in order. */
+  inputs: string[];
+  error?: string;
+  /** The input line iptables-restore named, when it did. */
+  failedLine?: number;
+  failedLineText?: string;
+}
+
+export interface SyncOutcome {
+  family: IPFamily;
+  ok: boolean;
+  full: boolean;
+  /** Milliseconds spent building rules, and applying them (jumps, save, restores). */
+  buildMs: number;
+  applyMs: number;
+  restores: number;
+  filterRules: number;
+  natRules: number;
+  natChains: number;
+  staleChains: number;
+  skippedNatRules: number;
+  ruleset?: Ruleset;
+  error?: string;
+}
+
+export interface ProxierOptions {
+  family: IPFamily;
+  runner: Runner;
+  config: ProxyConfig;
+  /** Batches on nft (default DEFAULT_BATCH); false: always one transaction. */
+  batch?: BatchOptions | false;
+  syncPeriodMs: number;
+  now: () => number;
+  /** Only print what would be restored. */
+  dryRun?: (family: IPFamily, inputs: string[]) => void;
+}
+
+export class Proxier {
+  needFullSync = true;
+  private lastFullSync = Number.NEGATIVE_INFINITY;
+  private lastStaleCleanup = Number.NEGATIVE_INFINITY;
+  private wasLargeCluster = false;
+  lastSuccess?: RestoreRecord;
+  lastFailure?: RestoreRecord;
+  /** Rule counts of the last successful sync, for metrics (spec §8.5). */
+  lastCounts = { filter: 0, nat: 0, natTotal: 0 };
+
+  constructor(readonly o: ProxierOptions) {}
+
+  get family(): IPFamily {
+    return this.o.family;
+  }
+
+  /** kube-proxy's jump rules: -N the target, -C the rule, -I it at the top when missing. */
+  private async ensureJumps(): Promise<void> {
+    for (const j of JUMP_RULES) {
+      const args = jumpRuleArgs(j);
+      const n = await this.o.runner.run(["-t", j.table, "-N", j.to]);
+      if (n.code !== 0 && !/already exists/i.test(n.stderr))
+        throw new Error(`creating ${j.table}/${j.to}: ${n.stderr.trim()}`);
+      const c = await this.o.runner.run(["-t", j.table, "-C", j.from, ...args]);
+      if (c.code === 0) continue;
+      const i = await this.o.runner.run(["-t", j.table, "-I", j.from, ...args]);
+      if (i.code !== 0) throw new Error(`inserting the ${j.from} → ${j.to} jump: ${i.stderr.trim()}`);
+    }
+  }
+
+  /**
+   * Sync `state`. `changed` lists the Services changed since the last sync; a full sync is made
+   * anyway when one is due (start, failure, canary, node change, hourly).
+   */
+  async sync(state: ClusterState, changed: ReadonlySet<string>, forceFull = false): Promise<SyncOutcome> {
+    const now = this.o.now();
+    const full = forceFull || this.needFullSync || now - this.lastFullSync > FULL_SYNC_PERIOD_MS;
+    const t0 = performance.now();
+    let buildMs = 0;
+    const inputs: string[] = [];
+    try {
+      if (full && !this.o.dryRun) await this.ensureJumps();
+      // Stale service chains, found in the live table (in large clusters once per syncPeriod).
+      let existingNatChains: string[] | undefined;
+      const cleanupDue = !this.wasLargeCluster || now - this.lastStaleCleanup > this.o.syncPeriodMs;
+      if (cleanupDue && !this.o.dryRun) {
+        try {
+          existingNatChains = [
+            ...(parseSave(await this.o.runner.save("nat"))
+              .tables.get("nat")
+              ?.chains.keys() ?? []),
+          ];
+        } catch {
+          existingNatChains = undefined; // spec §8.2: a failed save skips deletion this time
+        }
+      }
+      const b0 = performance.now();
+      const opts = resolveBuildOptions(this.o.config, this.o.family, state.node);
+      const rs = buildRules(state, opts, {
+        changedServices: full ? undefined : changed,
+        existingNatChains,
+      });
+      buildMs = performance.now() - b0;
+      const batch = this.o.batch === undefined ? DEFAULT_BATCH : this.o.batch;
+      if (batch && this.o.runner.backend === "nft" && needsBatches(rs, batch)) inputs.push(...batchRestore(rs, batch));
+      else inputs.push(toRestore(rs));
+      if (this.o.dryRun) this.o.dryRun(this.o.family, inputs);
+      else for (const input of inputs) await this.o.runner.restore(input, { noflush: true, counters: true });
+      const natRules = countRules(rs.nat);
+      const deletes = rs.nat.rules.length - natRules;
+      this.needFullSync = false;
+      if (full) this.lastFullSync = now;
+      if (existingNatChains) this.lastStaleCleanup = now;
+      this.wasLargeCluster = rs.largeCluster;
+      this.lastCounts = { filter: countRules(rs.filter), nat: natRules, natTotal: natRules + rs.skippedNatRules };
+      this.lastSuccess = { ok: true, at: now, full, inputs };
+      return {
+        family: this.o.family,
+        ok: true,
+        full,
+        buildMs,
+        applyMs: performance.now() - t0 - buildMs,
+        restores: inputs.length,
+        filterRules: this.lastCounts.filter,
+        natRules,
+        natChains: rs.nat.chains.length,
+        staleChains: deletes,
+        skippedNatRules: rs.skippedNatRules,
+        ruleset: rs,
+      };
+    } catch (e) {
+      // The change sets were consumed: only a full sync can be sure to repair everything.
+      this.needFullSync = true;
+      const err = e as Error;
+      this.lastFailure = {
+        ok: false,
+        at: now,
+        full,
+        inputs,
+        error: err.message,
+        failedLine: e instanceof RestoreError ? e.line : undefined,
+        failedLineText: e instanceof RestoreError ? e.lineText : undefined,
+      };
+      return {
+        family: this.o.family,
+        ok: false,
+        full,
+        buildMs,
+        applyMs: performance.now() - t0 - buildMs,
+        restores: inputs.length,
+        filterRules: 0,
+        natRules: 0,
+        natChains: 0,
+        staleChains: 0,
+        skippedNatRules: 0,
+        error: err.message,
+      };
+    }
+  }
+}
