@@ -176,14 +176,15 @@ export class Daemon {
       }
       this.keep(family, "last-restore", p.lastSuccess);
     } else {
+      // The payload first: an operator reading the log line finds the file already there.
+      this.keep(family, "last-failed-restore", p.lastFailure);
+      m?.restoreFailures.inc({ ip_family: family });
+      if (!out.full) m?.partialRestoreFailures.inc({ ip_family: family });
       this.o.log.log("error", "sync failed; rules left as they were, retrying as a full sync", {
         ...fields,
         error: out.error,
         failedLine: p.lastFailure?.failedLineText,
       });
-      m?.restoreFailures.inc({ ip_family: family });
-      if (!out.full) m?.partialRestoreFailures.inc({ ip_family: family });
-      this.keep(family, "last-failed-restore", p.lastFailure);
     }
   }
 
