@@ -13,6 +13,7 @@ import { ChangeTracker } from "../lib/proxy/tracker.ts";
 import { ManifestsSource } from "../lib/sources/manifests.ts";
 import type { Source } from "../lib/sources/source.ts";
 import { DEFAULT_BATCH } from "../lib/sync/batch.ts";
+import { cleanStaleUDP, udpTargets } from "../lib/sync/conntrack.ts";
 import { Daemon } from "../lib/sync/daemon.ts";
 import { close, HealthCheckServers, HealthState, healthzServer, listen, metricsServer } from "../lib/sync/http.ts";
 import { createLogger } from "../lib/sync/log.ts";
@@ -138,6 +139,9 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
       healthChecks,
       canary: !opts.dryRun && !daemonOnce,
       stateDir: opts.dryRun ? undefined : opts.stateDir,
+      conntrack: opts.dryRun
+        ? undefined
+        : (family, state) => cleanStaleUDP(family, udpTargets(state, family, config.hostname)),
     });
 
     if (daemonOnce) {

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { IPFamily } from "../model/ip.ts";
-import { SERVICE_NAME_LABEL } from "../model/types.ts";
+import { type ClusterState, SERVICE_NAME_LABEL } from "../model/types.ts";
 import type { ChangeTracker } from "../proxy/tracker.ts";
 import type { ObjectKind, Source, SourceEvent } from "../sources/source.ts";
 import type { HealthCheckServers, HealthState } from "./http.ts";
@@ -32,6 +32,8 @@ export interface DaemonOptions {
   stateDir?: string;
   /** Called after every sync (tests wait on it). */
   onSync?: (outcomes: SyncOutcome[]) => void;
+  /** Deletes stale UDP flows (spec §10); undefined: no conntrack cleanup. */
+  conntrack?: (family: IPFamily, state: ClusterState, changed: ReadonlySet<string>) => Promise<number>;
 }
 
 const CANARY = "KUBE-PROXY-CANARY";
@@ -134,6 +136,7 @@ export class Daemon {
       this.record(p, out);
     }
     this.syncs++;
+    await this.cleanConntrack(state, changed, outcomes);
     if (this.o.healthChecks && outcomes.some((o) => o.ok)) await this.o.healthChecks.sync(this.healthCheckPorts());
     this.o.metrics?.serviceChangesPending.set(t.pendingCount);
     this.o.onSync?.(outcomes);
@@ -185,6 +188,28 @@ export class Daemon {
         error: out.error,
         failedLine: p.lastFailure?.failedLineText,
       });
+    }
+  }
+
+  /** After a successful sync that touched a UDP Service: delete flows to endpoints that left. */
+  private async cleanConntrack(
+    state: ClusterState,
+    changed: ReadonlySet<string>,
+    outcomes: SyncOutcome[],
+  ): Promise<void> {
+    if (!this.o.conntrack || changed.size === 0) return;
+    const udp = state.services.some(
+      (s) => changed.has(`${s.namespace}/${s.name}`) && s.ports.some((p) => p.protocol === "UDP"),
+    );
+    if (!udp) return;
+    for (const out of outcomes) {
+      if (!out.ok) continue;
+      try {
+        const n = await this.o.conntrack(out.family, state, changed);
+        if (n > 0) this.o.log.log("info", "stale UDP conntrack entries deleted", { family: out.family, deleted: n });
+      } catch (e) {
+        this.o.log.log("warn", "conntrack cleanup failed", { family: out.family, error: (e as Error).message });
+      }
     }
   }
 
