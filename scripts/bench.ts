@@ -10,6 +10,8 @@
  *   bun scripts/bench.ts --sizes 1000    # a quick look
  *   bun scripts/bench.ts --live 10000    # as root: kip diff and kip cleanup against real
  *                                        # tables (nft and legacy) in a scratch namespace
+ *   bun scripts/bench.ts --sync 10000    # as root: kip sync's apply, partial syncs and
+ *                                        # latency (scripts/bench_sync.ts)
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -158,7 +160,10 @@ function live(n: number): void {
   }
 }
 
-if (process.argv[2] === "--live") {
+if (process.argv[2] === "--sync") {
+  const { benchSync } = await import("./bench_sync.ts");
+  await benchSync(Number(process.argv[3] ?? 10000));
+} else if (process.argv[2] === "--live") {
   live(Number(process.argv[3] ?? 10000));
 } else if (process.argv[2] === "--one") {
   process.stdout.write(JSON.stringify(one(Number(process.argv[3]))));

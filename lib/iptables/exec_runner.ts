@@ -74,16 +74,23 @@ export class ExecRunner implements Runner {
     readonly backend: Backend,
     private readonly bin: { cmd: string; save: string; restore: string },
     readonly version: number[],
+    /** Prepended to every argv, e.g. `ip netns exec NS` (tests and benchmarks). */
+    private readonly prefix: string[],
   ) {}
+
+  private exec(argv: string[], input?: string): Promise<CommandResult> {
+    return execFile([...this.prefix, ...argv], input);
+  }
 
   /**
    * A runner for one family. `backend` picks `iptables-nft*` / `iptables-legacy*`; without it
    * the host's default `iptables*` is used and its backend read from `iptables --version`.
    */
-  static async create(family: IPFamily, backend?: Backend): Promise<ExecRunner> {
+  static async create(family: IPFamily, backend?: Backend, opts: { prefix?: string[] } = {}): Promise<ExecRunner> {
     const base = family === "IPv4" ? "iptables" : "ip6tables";
     const cmd = backend ? `${base}-${backend}` : base;
-    const v = await execFile([cmd, "--version"]);
+    const prefix = opts.prefix ?? [];
+    const v = await execFile([...prefix, cmd, "--version"]);
     if (v.code !== 0) throw new IptablesUnavailable(`${cmd} --version failed: ${v.stderr.trim() || v.stdout.trim()}`);
     const parsed = parseVersion(v.stdout + v.stderr);
     return new ExecRunner(
@@ -91,6 +98,7 @@ export class ExecRunner implements Runner {
       backend ?? parsed.backend ?? "legacy",
       { cmd, save: `${cmd}-save`, restore: `${cmd}-restore` },
       parsed.version,
+      prefix,
     );
   }
 
@@ -99,7 +107,7 @@ export class ExecRunner implements Runner {
   }
 
   async save(table?: string): Promise<string> {
-    const r = await execFile([this.bin.save, ...(table ? ["-t", table] : [])]);
+    const r = await this.exec([this.bin.save, ...(table ? ["-t", table] : [])]);
     if (r.code !== 0)
       throw this.unavailable(this.bin.save, r) ?? new Error(`${this.bin.save} failed: ${r.stderr.trim()}`);
     return r.stdout;
@@ -113,7 +121,7 @@ export class ExecRunner implements Runner {
       ...(opts.noflush ? ["--noflush"] : []),
       ...(opts.counters ? ["--counters"] : []),
     ];
-    const r = await execFile(argv, input);
+    const r = await this.exec(argv, input);
     if (r.code === 0) return;
     const hard = this.unavailable(this.bin.restore, r);
     if (hard) throw hard;
@@ -128,7 +136,7 @@ export class ExecRunner implements Runner {
   }
 
   async run(args: string[]): Promise<CommandResult> {
-    const r = await execFile([this.bin.cmd, ...commandWaitFlags(this.version), ...args]);
+    const r = await this.exec([this.bin.cmd, ...commandWaitFlags(this.version), ...args]);
     const hard = r.code === 0 ? undefined : this.unavailable(this.bin.cmd, r);
     if (hard) throw hard;
     return r;

@@ -137,6 +137,50 @@ describe("Daemon", () => {
     await s.daemon.stop();
   });
 
+  test("partial syncs skip entry chains that would be rewritten unchanged; the result equals a full sync", async () => {
+    const s = await setup();
+    s.source.syncedAll();
+    await s.clock.advance(0);
+    await s.daemon.idle();
+    s.source.emit({ kind: "EndpointSlice", type: "upsert", key: "ns/a-1", object: slice("a", ["10.244.1.7"]) });
+    await s.clock.advance(1000);
+    await s.daemon.idle();
+    const endpointOnly = s.restores().at(-1) ?? "";
+    expect(endpointOnly).not.toContain("*filter");
+    expect(endpointOnly).not.toContain(":KUBE-SERVICES ");
+    expect(endpointOnly).toContain("10.244.1.7:8080");
+    // A new Service changes KUBE-SERVICES: the entry chains are written again.
+    s.source.emit({ kind: "Service", type: "upsert", key: "ns/c", object: svc("c", "10.96.0.12") });
+    await s.clock.advance(1000);
+    await s.daemon.idle();
+    const withService = s.restores().at(-1) ?? "";
+    expect(withService).toContain("*filter");
+    expect(withService).toContain('-A KUBE-SERVICES -m comment --comment "ns/c:http has no endpoints"');
+    // The kernel state equals what one full sync of the same objects writes.
+    const fresh = new FakeRunner("IPv4", "nft");
+    const p = new Proxier({
+      family: "IPv4",
+      runner: fresh,
+      config: { ...defaultConfig(), hostname: "node1", clusterCIDR: "10.244.0.0/16" },
+      syncPeriodMs: 30_000,
+      now: () => 0,
+    });
+    const t = new ChangeTracker("node1");
+    t.upsertService("ns/a", svc("a", "10.96.0.10"));
+    t.upsertService("ns/b", svc("b", "10.96.0.11"));
+    t.upsertService("ns/c", svc("c", "10.96.0.12"));
+    t.upsertSlice("ns/a-1", slice("a", ["10.244.1.7"]));
+    t.upsertSlice("ns/b-1", slice("b", ["10.244.2.1"]));
+    expect((await p.sync(t.state(), new Set())).ok).toBe(true);
+    const kube = (dump: string) =>
+      dump
+        .split("\n")
+        .filter((l) => /KUBE-(?!PROXY-CANARY)/.test(l))
+        .sort();
+    expect(kube(await s.runner.save())).toEqual(kube(await fresh.save()));
+    await s.daemon.stop();
+  });
+
   test("an edit of what kube-proxy does not read causes no sync; requests within 1 s coalesce", async () => {
     const s = await setup();
     s.source.syncedAll();
