@@ -171,7 +171,10 @@ export function errorText(e: unknown): string {
       }
     }
     const detail = typeof body === "object" && body?.message ? body.message : typeof body === "string" ? body : "";
-    return `HTTP ${err.code}${detail ? `: ${JSON.stringify(detail)}` : ""}`;
+    if (detail) return `HTTP ${err.code}: ${JSON.stringify(detail)}`;
+    // Without a body, the client's own message line may still name the status ("Unauthorized").
+    const named = typeof err.message === "string" ? /^Message: (.*)$/m.exec(err.message)?.[1] : undefined;
+    return named && !named.startsWith("Unknown API Status") ? `HTTP ${err.code} ${named}` : `HTTP ${err.code}`;
   }
   // Bun's fetch appends a hint about its own `verbose` option: not useful in a log line.
   const msg =
@@ -242,7 +245,7 @@ export function createApiserverSource(opts: ApiserverSourceOptions): Source {
     const meta = (obj?.metadata ?? {}) as { name?: string; namespace?: string };
     const key = spec.kind === "Node" ? String(meta.name ?? "") : `${meta.namespace || "default"}/${meta.name ?? ""}`;
     if (deleted) {
-      handler.onEvent({ kind: spec.kind, type: "delete", key });
+      emit({ kind: spec.kind, type: "delete", key });
       return;
     }
     const where = `${spec.kind} ${key}`;
@@ -252,17 +255,23 @@ export function createApiserverSource(opts: ApiserverSourceOptions): Source {
       error: (p, m) => errors.push(`${where}: ${at(p)}${m}`),
       warn: (p, m) => log(`warning: ${where}: ${at(p)}${m}`),
     };
-    // List items come from the client as class instances with Date fields; watch objects as
-    // parsed JSON. Both become plain JSON, which is what the validators read.
-    const plain = JSON.parse(JSON.stringify(obj)) as Record<string, unknown>;
-    const model = VALIDATORS[spec.kind](plain, reporter);
+    // Plain JSON here: watch objects are parsed JSON, and listFn turned list items into JSON.
+    const model = VALIDATORS[spec.kind](obj as unknown as Record<string, unknown>, reporter);
     if (!model) {
       for (const e of errors.length > 0 ? errors : [`${where}: not valid`]) handler.onProblem(`${e} (object ignored)`);
       // A previous good version must not linger in the engine.
-      handler.onEvent({ kind: spec.kind, type: "delete", key });
+      emit({ kind: spec.kind, type: "delete", key });
       return;
     }
-    handler.onEvent({ kind: spec.kind, type: "upsert", key, object: model } as SourceEvent);
+    emit({ kind: spec.kind, type: "upsert", key, object: model } as SourceEvent);
+  };
+  // The client swallows exceptions thrown from watch callbacks: a failing handler must at least be heard.
+  const emit = (e: SourceEvent) => {
+    try {
+      handler?.onEvent(e);
+    } catch (err) {
+      handler?.onProblem(`The handler failed on ${e.type} of ${e.kind} ${e.key}: ${errorText(err)}`);
+    }
   };
 
   const runInformer = (k: Client, kc: KubeConfig, spec: InformerSpec) => {
@@ -301,6 +310,8 @@ export function createApiserverSource(opts: ApiserverSourceOptions): Source {
             { middleware: [middleware], middlewareMergeStrategy: "append" },
           );
           pages++;
+          // The client deserialises list items into class instances with Date fields (watch
+          // objects stay parsed JSON); the validators and the cache get plain JSON either way.
           for (const item of page.items ?? []) items.push(JSON.parse(JSON.stringify(item)));
           // Every chunk is cut from one snapshot: its resourceVersion is the list's.
           resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
@@ -494,7 +505,7 @@ export function createApiserverSource(opts: ApiserverSourceOptions): Source {
       for (const t of timers) clearTimeout(t);
       timers.clear();
       for (const c of inflight) c.abort();
-      // mutation
+      await Promise.all(informers.map((i) => i.stop()));
       // Aborted lists and watches settle quickly; wait for them so no socket outlives stop().
       if (pending.size > 0) {
         let giveUp: ReturnType<typeof setTimeout> | undefined;
