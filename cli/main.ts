@@ -7,6 +7,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "../lib/version.ts";
 import { cleanupCommand } from "./cleanup.ts";
 import { diffCommand } from "./diff.ts";
+import { explainCommand } from "./explain.ts";
 import { type IO, processIO, UsageError } from "./io.ts";
 import { normalizeBooleanFlags } from "./node_flags.ts";
 import { renderCommand } from "./render.ts";
@@ -39,6 +40,7 @@ Run "kip help <command>" for a command's flags and examples.`,
     diffCommand(io, setExit),
     cleanupCommand(io, setExit),
     syncCommand(io, setExit),
+    explainCommand(io, setExit),
   ])
     program.addCommand(cmd.exitOverride().configureOutput(output));
   program

@@ -71,7 +71,7 @@ export function syncCommand(io: IO, setExit: (code: number) => void) {
     .option("--metrics-bind-address <ip:port>", "/metrics and /debug/last-restore", "127.0.0.1:10249")
     .option("--state-dir <dir>", "where the last good and last failed restore payloads are kept", "/var/lib/kip")
     .addOption(new Option("--log-format <format>", "log lines").choices(["text", "json"]).default("text"))
-    .addOption(new Option("--batch-chains <n>", "chains per restore on nft (0: one transaction)").hideHelp())
+    .addOption(new Option("--batch-chains <n>", "chains and rules per restore on nft (0: one transaction)").hideHelp())
     .addHelpText("after", EXAMPLES)
     .action(async (...args) => {
       const opts = args[0] as unknown as SyncFlags;

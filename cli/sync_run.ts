@@ -78,7 +78,7 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
     // Host facts kube-proxy probes: --random-fully needs iptables >= 1.6.2.
     if (opts.randomFully === undefined) config.randomFully = runners.every((r) => atLeast(r.version, [1, 6, 2]));
     const batchChains = opts.batchChains === undefined ? DEFAULT_BATCH.chains : Number(opts.batchChains);
-    const batch = batchChains > 0 ? { chains: batchChains, rules: batchChains * 4 } : false;
+    const batch = batchChains > 0 ? { chains: batchChains, rules: batchChains } : false;
 
     const source: Source = opts.manifests
       ? new ManifestsSource({ paths: opts.manifests, nodeName: config.hostname, rescanMs: opts.once ? 0 : rescan })

@@ -162,7 +162,14 @@ function live(n: number): void {
 
 if (process.argv[2] === "--sync") {
   const { benchSync } = await import("./bench_sync.ts");
-  await benchSync(Number(process.argv[3] ?? 10000));
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  await benchSync(Number(process.argv[3] ?? 10000), {
+    batches: (arg("--batches") ?? "500,1000,2000").split(",").map(Number),
+    single: process.argv.includes("--single"),
+  });
 } else if (process.argv[2] === "--live") {
   live(Number(process.argv[3] ?? 10000));
 } else if (process.argv[2] === "--one") {

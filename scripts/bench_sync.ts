@@ -1,5 +1,5 @@
 /**
- * `bun scripts/bench.ts --sync [N]` (as root): kip sync against real iptables in a scratch
+ * `bun scripts/bench.ts --sync [N] [--batches 500,1000,2000] [--single]` (as root): kip sync against real iptables in a scratch
  * namespace, N Services × 10 endpoints (default 10000), on both backends:
  * - the first full sync, build vs apply;
  * - kube-proxy's way on nft (one --noflush transaction) beside kip's batches, and batch sizes;
@@ -53,7 +53,17 @@ class BenchSource implements Source {
   async stop() {}
 }
 
-export async function benchSync(n: number): Promise<void> {
+export interface SyncBenchOptions {
+  /** Batch sizes (chains) to compare on nft. */
+  batches: number[];
+  /** Also time kube-proxy's single --noflush transaction on nft (minutes at 10k). */
+  single: boolean;
+}
+
+export async function benchSync(
+  n: number,
+  o: SyncBenchOptions = { batches: [500, 1000, 2000], single: false },
+): Promise<void> {
   const { state, errors } = loadManifests([{ file: "b.json", text: syntheticCluster(n) }], { nodeName: "node-0" });
   if (errors.length) throw new Error(errors[0].message);
   const rs = buildRules(state, resolveBuildOptions(config, "IPv4"));
@@ -62,13 +72,15 @@ export async function benchSync(n: number): Promise<void> {
   console.log(`\n### Applying ${n} × 10 (${(full.length / 1e6).toFixed(1)} MB restore input) into an empty table\n`);
   console.log("| backend | how | restores | apply s |");
   console.log("|---|---|---:|---:|");
-  for (const chains of [2000, 5000, 10000]) {
+  for (const chains of o.batches) {
     const inputs = batchRestore(rs, { chains, rules: chains * 4 });
     const ms = await netns(async (ns) => restoreTime(ns, "nft", inputs));
     console.log(`| nft | kip, batches of ${chains} chains | ${inputs.length} | ${f2(ms)} |`);
   }
-  const single = await netns(async (ns) => restoreTime(ns, "nft", [full]));
-  console.log(`| nft | kube-proxy: one --noflush transaction | 1 | ${f2(single)} |`);
+  if (o.single) {
+    const single = await netns(async (ns) => restoreTime(ns, "nft", [full]));
+    console.log(`| nft | kube-proxy: one --noflush transaction | 1 | ${f2(single)} |`);
+  }
   const legacy = await netns(async (ns) => restoreTime(ns, "legacy", [full]));
   console.log(`| legacy | one transaction (kip and kube-proxy) | 1 | ${f2(legacy)} |`);
 

@@ -16,7 +16,7 @@ type Paint = (code: string, s: string) => string;
 /** `1/3 (33.3%)`, or just the percentage when it is not a simple fraction. */
 export function chanceText(p: number): string {
   const f = fraction(p);
-  if (f === "1") return "1 (100%)";
+  if (f === "1") return "100%";
   return f.endsWith("%") ? f : `${f} (${(p * 100).toFixed(1)}%)`;
 }
 
@@ -143,7 +143,7 @@ export function formatExplanation(ex: Explanation, opts: FormatOptions): string 
         .join(", ");
       const same = a.next.length === 1 && a.next[0].dnat === o.dnat;
       lines.push(
-        `  ${" ".repeat(12)}   next connection from ${p.src}${a.seconds ? ` within ${a.seconds} s` : ""}: ${next}${same ? " again (ClientIP affinity, recent list " + a.lists.join(", ") + ")" : ""}`,
+        `  ${" ".repeat(12)}   next connection from ${p.src}${a.seconds ? ` within ${a.seconds} s` : ""}: ${next}${same ? ` again (ClientIP affinity, recent list ${a.lists.join(", ")})` : ""}`,
       );
     }
   }
@@ -157,7 +157,9 @@ export function formatExplanation(ex: Explanation, opts: FormatOptions): string 
       ex.masquerade === "always"
         ? `yes${how}`
         : ex.masquerade === "never"
-          ? `no: the endpoint sees the client's own address ${p.src}`
+          ? reached.some((o) => o.verdict === "DNAT")
+            ? `no: the endpoint sees the client's own address ${p.src}`
+            : `no: the source stays ${p.src}`
           : `on some paths only${how}`;
     lines.push(`${paint("1", "Masquerade:")} ${what}`);
   }

@@ -409,7 +409,7 @@ function ctStates(c: Ctx): string[] {
 }
 
 /** Compile a rule's arguments; options kip does not evaluate are kept as `unknown`. */
-export function compileRule(args: readonly string[], family: IPFamily): Compiled {
+export function compileRule(args: readonly string[]): Compiled {
   const out: Compiled = { conds: [], unknown: [], chances: [], goto: false, targetOpts: new Map(), recentSet: [] };
   const modules: string[] = [];
   const recent: { name: string; mode?: string; neg: boolean; seconds?: number; hitcount?: number; rdest: boolean }[] =
@@ -780,7 +780,6 @@ export function compileRule(args: readonly string[], family: IPFamily): Compiled
       return { ok: has !== r.neg, why, ...(has && r.seconds !== undefined ? { seconds: r.seconds } : {}) };
     });
   }
-  void family;
   return out;
 }
 
@@ -857,7 +856,7 @@ class Walker {
   ) {}
 
   private compiled(r: Rule): Compiled {
-    if (!r.compiled) r.compiled = compileRule(r.saved.args, this.host.family);
+    if (!r.compiled) r.compiled = compileRule(r.saved.args);
     return r.compiled;
   }
 
@@ -874,6 +873,10 @@ class Walker {
     if (depth > 64) throw new Error(`chain loop through ${ctx.table}/${chain}`);
     const st: State = { ...st0, chains: [...st0.chains, `${ctx.table}:${chain}`] };
     const from = (i: number, s: State, tr: Cell | undefined): Branch[] => {
+      // `carry`: the chance of still being here after not taking earlier `statistic` rules.
+      // A loop, not recursion, so a Service with thousands of endpoints walks in linear time.
+      const out: Branch[] = [];
+      let carry = 1;
       for (; i < c.rules.length; i++) {
         const r = c.rules[i];
         const comp = this.compiled(r);
@@ -914,30 +917,29 @@ class Walker {
             tr = { ev, up: tr };
             continue;
           }
-          return [
-            {
-              p: 1,
-              st: { ...s, decidedBy: { table: ctx.table, chain, rule: r.saved.text, line: r.saved.line } },
-              end: "unknown",
-              trail: { ev, up: tr },
-            },
-          ];
+          out.push({
+            p: carry,
+            st: { ...s, decidedBy: { table: ctx.table, chain, rule: r.saved.text, line: r.saved.line } },
+            end: "unknown",
+            trail: { ev, up: tr },
+          });
+          return out;
         }
         const chance = comp.chances.reduce((a, b) => a * b, 1);
-        const out: Branch[] = [];
         if (chance > 0) {
           const taken = this.target(ctx, chain, r, comp, s, why, chance, tr, depth);
+          const k = chance * carry;
           for (const b of taken) {
-            if (b.end === "continue")
-              for (const x of from(i + 1, b.st, b.trail)) out.push({ ...x, p: x.p * b.p * chance });
-            else out.push({ ...b, p: b.p * chance });
+            if (b.end === "continue") for (const x of from(i + 1, b.st, b.trail)) out.push({ ...x, p: x.p * b.p * k });
+            else out.push({ ...b, p: b.p * k });
           }
         }
+        if (chance >= 1) return out;
         // Not taken: the walk goes on with the next rule, with the remaining chance.
-        if (chance < 1) for (const x of from(i + 1, s, tr)) out.push({ ...x, p: x.p * (1 - chance) });
-        return out;
+        carry *= 1 - chance;
       }
-      return [{ p: 1, st: s, end: "return", trail: tr }];
+      out.push({ p: carry, st: s, end: "return", trail: tr });
+      return out;
     };
     return from(0, st, trail);
   }
@@ -1356,7 +1358,7 @@ function describeVerdict(outcomes: Outcome[], pkt: Packet): string {
     const why = o.decidedBy ? commentOfRule(o.decidedBy.rule) : undefined;
     switch (o.verdict) {
       case "DNAT":
-        return `DNAT to ${o.dnat}`;
+        return `DNAT to ${o.dnat}${o.service ? ` (${o.service})` : ""}`;
       case "REJECT":
         return `REJECT (${o.rejectWith ?? "icmp-port-unreachable"}) by ${by}${why ? `: ${why}` : ""}`;
       case "DROP":
@@ -1368,7 +1370,7 @@ function describeVerdict(outcomes: Outcome[], pkt: Packet): string {
       case "UNKNOWN":
         return `unknown: decided by ${by}, which uses matches kip does not evaluate`;
       default:
-        return `no service: no rule translated ${pkt.dst}:${pkt.dport}; the packet goes on unchanged`;
+        return `no service: no rule translated ${pkt.dst.includes(":") ? `[${pkt.dst}]` : pkt.dst}:${pkt.dport}; the packet goes on unchanged`;
     }
   };
   if (outcomes.length === 1) return one(outcomes[0]);
