@@ -73,7 +73,7 @@ export async function benchSync(
   console.log("| backend | how | restores | apply s |");
   console.log("|---|---|---:|---:|");
   for (const chains of o.batches) {
-    const inputs = batchRestore(rs, { chains, rules: chains * 4 });
+    const inputs = batchRestore(rs, { chains, rules: chains });
     const ms = await netns(async (ns) => restoreTime(ns, "nft", inputs));
     console.log(`| nft | kip, batches of ${chains} chains | ${inputs.length} | ${f2(ms)} |`);
   }
