@@ -48,4 +48,16 @@ export { type BuildOptions, defaultConfig, type ProxyConfig, resolveBuildOptions
 export { type Ruleset, summarize, toJSON, toRestore } from "./lib/proxy/ruleset.ts";
 /** Manifest texts + config → rules for one family: what `kip render` does. */
 export { type RenderOptions, type RenderResult, renderManifests } from "./lib/render.ts";
+/** Follow one packet through the rules: destinations, probabilities, masquerade, verdict. */
+export { explain, type Explanation, type Packet } from "./lib/explain/walk.ts";
+/** Desired vs live rules over what kube-proxy owns (kip diff). */
+export { compareDumps, type DiffResult } from "./lib/iptables/compare.ts";
+/** What kip cleanup would remove from a dump, as restore inputs. */
+export { planCleanup } from "./lib/iptables/cleanup.ts";
+/** kube-proxy's jump rules from the built-in chains (spec §3.1). */
+export { JUMP_RULES } from "./lib/iptables/jumps.ts";
+/** iptables-save text → tables, chains, rules; and the engine's output as the same shape. */
+export { dumpOfTables, parseSave, type SaveDump } from "./lib/iptables/save_parser.ts";
+/** The change tracker a sync loop feeds (only what kube-proxy reads counts as a change). */
+export { ChangeTracker } from "./lib/proxy/tracker.ts";
 export { VERSION } from "./lib/version.ts";

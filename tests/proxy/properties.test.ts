@@ -9,6 +9,7 @@ import type { ClusterState, Endpoint, EndpointSlice, IPFamily, Protocol, Service
 import { buildRules } from "../../lib/proxy/build.ts";
 import { defaultConfig, type ProxyConfig, resolveBuildOptions } from "../../lib/proxy/options.ts";
 import { toRestore } from "../../lib/proxy/ruleset.ts";
+import { modelService } from "../support/objects.ts";
 import { type Outcome, trace } from "../support/trace.ts";
 
 /** Override with KIP_PROP_RUNS=5000 for a longer hunt. */
@@ -638,23 +639,7 @@ describe("buildRules properties", () => {
     });
     const state = (ready: boolean[]): ClusterState => {
       const base = toState([]);
-      const svc: Service = {
-        namespace: "ns1",
-        name: "a",
-        labels: {},
-        type: "ClusterIP",
-        clusterIPs: ["10.96.0.1"],
-        ipFamilies: ["IPv4"],
-        ports: [{ name: "http", protocol: "TCP", port: 80, nodePort: 0 }],
-        externalIPs: [],
-        loadBalancerSourceRanges: [],
-        loadBalancerIngress: [],
-        sessionAffinity: "None",
-        affinityTimeoutSeconds: 0,
-        externalTrafficPolicy: "Cluster",
-        internalTrafficPolicy: "Cluster",
-        healthCheckNodePort: 0,
-      };
+      const svc: Service = modelService("ns1", "a", "10.96.0.1");
       const slice: EndpointSlice = {
         namespace: "ns1",
         name: "a-0",

@@ -13,6 +13,7 @@ import { createLogger } from "../../lib/sync/log.ts";
 import { createMetrics } from "../../lib/sync/metrics.ts";
 import { Proxier, type SyncOutcome } from "../../lib/sync/proxier.ts";
 import { FakeClock } from "../support/clock.ts";
+import { modelService, modelSlice } from "../support/objects.ts";
 
 class MemorySource implements Source {
   h?: SourceHandler;
@@ -30,31 +31,8 @@ class MemorySource implements Source {
   }
 }
 
-const svc = (name: string, ip: string): Service => ({
-  namespace: "ns",
-  name,
-  labels: {},
-  type: "ClusterIP",
-  clusterIPs: [ip],
-  ipFamilies: ["IPv4"],
-  ports: [{ name: "http", protocol: "TCP", port: 80, nodePort: 0 }],
-  externalIPs: [],
-  loadBalancerSourceRanges: [],
-  loadBalancerIngress: [],
-  sessionAffinity: "None",
-  affinityTimeoutSeconds: 0,
-  externalTrafficPolicy: "Cluster",
-  internalTrafficPolicy: "Cluster",
-  healthCheckNodePort: 0,
-});
-const slice = (service: string, ips: string[]): EndpointSlice => ({
-  namespace: "ns",
-  name: `${service}-1`,
-  labels: { "kubernetes.io/service-name": service },
-  addressType: "IPv4",
-  ports: [{ name: "http", port: 8080, protocol: "TCP" }],
-  endpoints: ips.map((ip) => ({ addresses: [ip], zoneHints: [], nodeHints: [] })),
-});
+const svc = (name: string, ip: string): Service => modelService("ns", name, ip);
+const slice = (service: string, ips: string[]): EndpointSlice => modelSlice("ns", `${service}-1`, service, ips);
 
 async function setup() {
   const clock = new FakeClock();

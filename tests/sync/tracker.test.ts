@@ -1,32 +1,13 @@
 import { expect, test } from "bun:test";
 import type { EndpointSlice, Service } from "../../lib/model/types.ts";
 import { ChangeTracker } from "../../lib/proxy/tracker.ts";
+import { modelService, modelSlice } from "../support/objects.ts";
 
-const svc = (name: string, over: Partial<Service> = {}): Service => ({
-  namespace: "ns",
-  name,
-  labels: {},
-  type: "ClusterIP",
-  clusterIPs: ["10.96.0.1"],
-  ipFamilies: ["IPv4"],
-  ports: [{ name: "", protocol: "TCP", port: 80, nodePort: 0 }],
-  externalIPs: [],
-  loadBalancerSourceRanges: [],
-  loadBalancerIngress: [],
-  sessionAffinity: "None",
-  affinityTimeoutSeconds: 0,
-  externalTrafficPolicy: "Cluster",
-  internalTrafficPolicy: "Cluster",
-  healthCheckNodePort: 0,
-  ...over,
-});
+const svc = (name: string, over: Partial<Service> = {}): Service =>
+  modelService("ns", name, "10.96.0.1", { ports: [{ name: "", protocol: "TCP", port: 80, nodePort: 0 }], ...over });
 const slice = (name: string, service: string, ip: string): EndpointSlice => ({
-  namespace: "ns",
-  name,
-  labels: { "kubernetes.io/service-name": service },
-  addressType: "IPv4",
+  ...modelSlice("ns", name, service, [ip], 80),
   ports: [{ name: "", port: 80, protocol: "TCP" }],
-  endpoints: [{ addresses: [ip], zoneHints: [], nodeHints: [] }],
 });
 
 test("only what kube-proxy reads is a change (spec §8.1)", () => {
