@@ -4,7 +4,7 @@
  * order, so output is deterministic (spec §16); otherwise the order is kube-proxy's.
  */
 import { cidrContains, isLoopback, parseCIDR, parseIP } from "../model/ip.ts";
-import type { ClusterState } from "../model/types.ts";
+import { type ClusterState, type EndpointSlice, SERVICE_NAME_LABEL } from "../model/types.ts";
 import { categorize } from "./categorize.ts";
 import { type EndpointInfo, endpointsByServicePort } from "./endpoints.ts";
 import { markString, probability } from "./format.ts";
@@ -13,8 +13,39 @@ import type { BuildOptions, LocalDetector } from "./options.ts";
 import type { Ruleset, ServicePortSummary } from "./ruleset.ts";
 import { type ServicePortInfo, servicePortKey, servicePorts } from "./serviceport.ts";
 
+/** One service port's output: what the rule builder appends for it. */
+export interface PortOutput {
+  /** Filter rules (REJECT/DROP, firewall, health-check ports). */
+  filter: string[];
+  /** nat KUBE-SERVICES / KUBE-NODEPORTS rules. */
+  entry: string[];
+  /** The port's own nat chains and their rules (SVC/SVL/EXT/FW/SEP). */
+  chains: string[];
+  rules: string[];
+  noLocal: { internal: number; external: number };
+  /** All endpoints of the port, any condition (large-cluster accounting). */
+  endpointCount: number;
+  summary: ServicePortSummary;
+}
+
+/**
+ * Rules of the last build, per service port, kept by a sync loop between syncs: a partial
+ * sync then computes only the changed Services (kube-proxy recomputes all and discards most).
+ */
+export interface BuildCache {
+  optsKey: string;
+  largeCluster: boolean;
+  ports: Map<string, PortOutput>;
+}
+
+export function newBuildCache(): BuildCache {
+  return { optsKey: "", largeCluster: false, ports: new Map() };
+}
+
 /** What a sync knows beyond the cluster state (lib/sync); render passes nothing. */
 export interface SyncContext {
+  /** Reused and refreshed by each build (partial syncs only read what did not change). */
+  cache?: BuildCache;
   /** Services (`ns/name`) changed since the last sync; undefined = full sync. */
   changedServices?: ReadonlySet<string>;
   /** nat chains present on the host (from iptables-save): stale service chains get `-X`. */
@@ -52,12 +83,35 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   for (const svc of state.services)
     for (const sp of servicePorts(svc, { family, loadBalancerIPMode: opts.loadBalancerIPMode })) ports.push(sp);
   ports.sort(bySpn);
-  const epsMap = endpointsByServicePort(state.endpointSlices, { family, nodeName: opts.nodeName });
   const topo = { nodeName: opts.nodeName, zone: opts.zone, preferSameNode: opts.preferSameTrafficDistribution };
 
+  // With a cache from the previous sync and a set of changed Services, only those Services'
+  // endpoints and rules are computed again; everything else comes from the cache.
+  const cache = sync.cache;
+  const optsKey = JSON.stringify(opts);
+  const changedSet = sync.changedServices;
+  let reuse = cache !== undefined && changedSet !== undefined && cache.optsKey === optsKey;
+  const portKey = (sp: ServicePortInfo) => `${sp.spn} ${sp.protocol}`;
+  if (reuse && cache && changedSet)
+    for (const sp of ports) if (!changedSet.has(sp.serviceKey) && !cache.ports.has(portKey(sp))) reuse = false;
+  const sliceService = (sl: EndpointSlice) => `${sl.namespace}/${sl.labels[SERVICE_NAME_LABEL] ?? ""}`;
+  let epsMap = endpointsByServicePort(
+    reuse && changedSet ? state.endpointSlices.filter((sl) => changedSet.has(sliceService(sl))) : state.endpointSlices,
+    { family, nodeName: opts.nodeName },
+  );
+  const fresh = (sp: ServicePortInfo) => !reuse || !changedSet || changedSet.has(sp.serviceKey);
+  const countOf = (sp: ServicePortInfo) =>
+    fresh(sp)
+      ? (epsMap.get(servicePortKey(sp.spn, sp.protocol))?.length ?? 0)
+      : (cache?.ports.get(portKey(sp))?.endpointCount ?? 0);
   let totalEndpoints = 0;
-  for (const sp of ports) totalEndpoints += epsMap.get(servicePortKey(sp.spn, sp.protocol))?.length ?? 0;
+  for (const sp of ports) totalEndpoints += countOf(sp);
   const largeCluster = totalEndpoints > LARGE_CLUSTER_THRESHOLD;
+  if (reuse && cache && cache.largeCluster !== largeCluster) {
+    // Comments come and go with large-cluster mode: every rule changes.
+    reuse = false;
+    epsMap = endpointsByServicePort(state.endpointSlices, { family, nodeName: opts.nodeName });
+  }
   const ipv4 = family === "IPv4";
   const lnp = opts.localhostNodePorts && ipv4;
 
@@ -90,8 +144,17 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   const isLocal = detectorArgs(opts.localDetector, true);
   const nodeIP = parseIP(opts.nodeIP);
 
-  for (const sp of ports) {
-    const eps = epsMap.get(servicePortKey(sp.spn, sp.protocol)) ?? [];
+  /** One service port's rules (spec §5.2), into a fresh PortOutput. */
+  const emit = (sp: ServicePortInfo, eps: EndpointInfo[]): PortOutput => {
+    const o: PortOutput = {
+      filter: [],
+      entry: [],
+      chains: [],
+      rules: [],
+      noLocal: { internal: 0, external: 0 },
+      endpointCount: eps.length,
+      summary: undefined as unknown as ServicePortSummary,
+    };
     const { clusterEps, localEps, reachableEps, hasEndpoints } = categorize(sp, eps, topo);
     const { svc, svl, ext, fw } = sp.chains;
     const P = `-m ${sp.proto} -p ${sp.proto}`;
@@ -118,76 +181,75 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
       if (!hasInternal) {
         internalVerdict = "DROP";
         internalComment = `"${spn} has no local endpoints"`;
-        noLocalEndpoints.internal++;
+        o.noLocal.internal++;
       }
       if (!hasExternal) {
         externalVerdict = "DROP";
         externalComment = `"${spn} has no local endpoints"`;
-        noLocalEndpoints.external++;
+        o.noLocal.external++;
       }
     }
 
     // 1. Cluster IP.
     if (hasInternal)
-      natRules.push(
+      o.entry.push(
         `-A KUBE-SERVICES -m comment --comment "${spn} cluster IP" ${P} -d ${sp.clusterIP} --dport ${sp.port} -j ${internalChain}`,
       );
     else
-      filterRules.push(
+      o.filter.push(
         `-A KUBE-SERVICES -m comment --comment ${internalComment} ${P} -d ${sp.clusterIP} --dport ${sp.port} -j ${internalVerdict}`,
       );
     // 2. External IPs.
     for (const x of sp.externalIPs) {
       if (hasEndpoints)
-        natRules.push(
+        o.entry.push(
           `-A KUBE-SERVICES -m comment --comment "${spn} external IP" ${P} -d ${x} --dport ${sp.port} -j ${ext}`,
         );
       if (!hasExternal)
-        filterRules.push(
+        o.filter.push(
           `-A KUBE-EXTERNAL-SERVICES -m comment --comment ${externalComment} ${P} -d ${x} --dport ${sp.port} -j ${externalVerdict}`,
         );
     }
     // 3. Load balancer VIPs.
     for (const l of sp.loadBalancerVIPs) {
       if (hasEndpoints)
-        natRules.push(
+        o.entry.push(
           `-A KUBE-SERVICES -m comment --comment "${spn} loadbalancer IP" ${P} -d ${l} --dport ${sp.port} -j ${lbTarget}`,
         );
       if (usesFW)
-        filterRules.push(
+        o.filter.push(
           `-A KUBE-PROXY-FIREWALL -m comment --comment "${spn} traffic not accepted by ${fw}" ${P} -d ${l} --dport ${sp.port} -j DROP`,
         );
     }
     // 4. No usable endpoints for external traffic to the VIPs.
     if (!hasExternal)
       for (const l of sp.loadBalancerVIPs)
-        filterRules.push(
+        o.filter.push(
           `-A KUBE-EXTERNAL-SERVICES -m comment --comment ${externalComment} ${P} -d ${l} --dport ${sp.port} -j ${externalVerdict}`,
         );
     // 5. NodePort.
     if (sp.nodePort !== 0) {
       if (hasEndpoints) {
         if (lnp && opts.nfacct)
-          natRules.push(
+          o.entry.push(
             `-A KUBE-NODEPORTS -m comment --comment ${spn} ${P} -d 127.0.0.0/8 --dport ${sp.nodePort} -m nfacct --nfacct-name localhost_nps_accepted_pkts -j ${ext}`,
           );
-        natRules.push(`-A KUBE-NODEPORTS -m comment --comment ${spn} ${P} --dport ${sp.nodePort} -j ${ext}`);
+        o.entry.push(`-A KUBE-NODEPORTS -m comment --comment ${spn} ${P} --dport ${sp.nodePort} -j ${ext}`);
       }
       if (!hasExternal)
-        filterRules.push(
+        o.filter.push(
           `-A KUBE-EXTERNAL-SERVICES -m comment --comment ${externalComment} -m addrtype --dst-type LOCAL ${P} --dport ${sp.nodePort} -j ${externalVerdict}`,
         );
     }
     // 6. Health check NodePort (independent of endpoints).
     if (sp.healthCheckNodePort !== 0)
-      filterRules.push(
+      o.filter.push(
         `-A KUBE-NODEPORTS -m comment --comment "${spn} health check node port" -m tcp -p tcp --dport ${sp.healthCheckNodePort} -j ACCEPT`,
       );
 
-    // 7. Partial sync: unchanged services keep their chains in the kernel; still active.
-    const written = !sync.changedServices || sync.changedServices.has(sp.serviceKey);
-    const chains: string[] = [];
-    const rules: string[] = [];
+    // 7. (partial-sync switch: the caller decides whether chains and rules are written)
+    const chains = o.chains;
+    const rules = o.rules;
     const summaryChains: string[] = [];
     const declare = (c: string) => {
       chains.push(c);
@@ -281,14 +343,7 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
       });
     }
 
-    // Every chain the service could own is active, written or not, so GC never deletes it.
-    for (const c of chains) activeNatChains.add(c);
-    if (written) {
-      for (const c of chains) natChains.push(c);
-      for (const r of rules) natRules.push(r);
-    } else skippedNatRules += rules.length;
-
-    services.push({
+    o.summary = {
       service: sp.serviceKey,
       servicePortName: spn,
       protocol: sp.protocol,
@@ -301,7 +356,34 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
       endpoints: summaryEndpoints,
       internalVerdict,
       externalVerdict,
-    });
+    };
+    return o;
+  };
+
+  const nextPorts = new Map<string, PortOutput>();
+  for (const sp of ports) {
+    const key = portKey(sp);
+    const changed = !changedSet || changedSet.has(sp.serviceKey);
+    const cached = reuse && !changed ? cache?.ports.get(key) : undefined;
+    const o = cached ?? emit(sp, epsMap.get(servicePortKey(sp.spn, sp.protocol)) ?? []);
+    nextPorts.set(key, o);
+    for (const r of o.filter) filterRules.push(r);
+    for (const r of o.entry) natRules.push(r);
+    noLocalEndpoints.internal += o.noLocal.internal;
+    noLocalEndpoints.external += o.noLocal.external;
+    // Every chain the service could own is active, written or not, so GC never deletes it.
+    for (const c of o.chains) activeNatChains.add(c);
+    // Partial sync: unchanged services keep their chains in the kernel (spec §5.2 step 7).
+    if (changed) {
+      for (const c of o.chains) natChains.push(c);
+      for (const r of o.rules) natRules.push(r);
+    } else skippedNatRules += o.rules.length;
+    services.push(o.summary);
+  }
+  if (cache) {
+    cache.optsKey = optsKey;
+    cache.largeCluster = largeCluster;
+    cache.ports = nextPorts;
   }
 
   // Stale service chains left on the host by earlier syncs (spec §8.2), sorted (spec §16).

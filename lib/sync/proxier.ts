@@ -9,7 +9,7 @@ import { RestoreError, type Runner } from "../iptables/runner.ts";
 import { parseSave } from "../iptables/save_parser.ts";
 import type { IPFamily } from "../model/ip.ts";
 import type { ClusterState } from "../model/types.ts";
-import { buildRules } from "../proxy/build.ts";
+import { buildRules, newBuildCache } from "../proxy/build.ts";
 import { type ProxyConfig, resolveBuildOptions } from "../proxy/options.ts";
 import { countRules, type Ruleset, toRestore } from "../proxy/ruleset.ts";
 import { type BatchOptions, batchRestore, DEFAULT_BATCH, needsBatches } from "./batch.ts";
@@ -92,6 +92,8 @@ export class Proxier {
   needFullSync = true;
   /** Entry content of the last successful write (full, or partial that wrote it). */
   private lastEntry?: string;
+  /** Per-service-port rules of the last build: partial syncs recompute only what changed. */
+  private cache = newBuildCache();
   private lastFullSync = Number.NEGATIVE_INFINITY;
   private lastStaleCleanup = Number.NEGATIVE_INFINITY;
   private wasLargeCluster = false;
@@ -151,6 +153,7 @@ export class Proxier {
       const rs = buildRules(state, opts, {
         changedServices: full ? undefined : changed,
         existingNatChains,
+        cache: this.cache,
       });
       buildMs = performance.now() - b0;
       const entry = entryContent(rs);
@@ -188,6 +191,7 @@ export class Proxier {
       // The change sets were consumed: only a full sync can be sure to repair everything.
       this.needFullSync = true;
       this.lastEntry = undefined;
+      this.cache = newBuildCache();
       const err = e as Error;
       this.lastFailure = {
         ok: false,
