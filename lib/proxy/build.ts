@@ -36,10 +36,14 @@ export interface BuildCache {
   optsKey: string;
   largeCluster: boolean;
   ports: Map<string, PortOutput>;
+  /** Every chain of every cached port (the build's activeNatChains). */
+  active: Set<string>;
+  /** servicePorts() of each Service object, for these options. */
+  servicePorts: WeakMap<object, ServicePortInfo[]>;
 }
 
 export function newBuildCache(): BuildCache {
-  return { optsKey: "", largeCluster: false, ports: new Map() };
+  return { optsKey: "", largeCluster: false, ports: new Map(), active: new Set(), servicePorts: new WeakMap() };
 }
 
 /** What a sync knows beyond the cluster state (lib/sync); render passes nothing. */
@@ -80,15 +84,22 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   const family = opts.family;
   const mark = markString(opts.masqueradeBit);
   const ports: ServicePortInfo[] = [];
-  for (const svc of state.services)
-    for (const sp of servicePorts(svc, { family, loadBalancerIPMode: opts.loadBalancerIPMode })) ports.push(sp);
+  const spOpts = { family, loadBalancerIPMode: opts.loadBalancerIPMode };
+  const optsKey = JSON.stringify(opts);
+  const known = sync.cache && sync.cache.optsKey === optsKey ? sync.cache.servicePorts : new WeakMap();
+  for (const svc of state.services) {
+    // The same Service object as last time (the tracker keeps unchanged ones) = the same ports.
+    let list = known.get(svc);
+    if (!list) known.set(svc, (list = servicePorts(svc, spOpts)));
+    for (const sp of list) ports.push(sp);
+  }
+  if (sync.cache) sync.cache.servicePorts = known;
   ports.sort(bySpn);
   const topo = { nodeName: opts.nodeName, zone: opts.zone, preferSameNode: opts.preferSameTrafficDistribution };
 
   // With a cache from the previous sync and a set of changed Services, only those Services'
   // endpoints and rules are computed again; everything else comes from the cache.
   const cache = sync.cache;
-  const optsKey = JSON.stringify(opts);
   const changedSet = sync.changedServices;
   let reuse = cache !== undefined && changedSet !== undefined && cache.optsKey === optsKey;
   const portKey = (sp: ServicePortInfo) => `${sp.spn} ${sp.protocol}`;
@@ -136,7 +147,10 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
       '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
     );
 
-  const activeNatChains = new Set<string>();
+  // Without a reusable cache every chain is added below; with one, only changed ports' chains
+  // move in and out of the set the cache keeps.
+  const incremental = reuse && cache !== undefined;
+  const activeNatChains = incremental && cache ? cache.active : new Set<string>();
   const services: ServicePortSummary[] = [];
   const noLocalEndpoints = { internal: 0, external: 0 };
   let skippedNatRules = 0;
@@ -367,12 +381,16 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     const cached = reuse && !changed ? cache?.ports.get(key) : undefined;
     const o = cached ?? emit(sp, epsMap.get(servicePortKey(sp.spn, sp.protocol)) ?? []);
     nextPorts.set(key, o);
+    if (incremental && o !== cached) {
+      const before = cache?.ports.get(key);
+      if (before) for (const c of before.chains) activeNatChains.delete(c);
+    }
     for (const r of o.filter) filterRules.push(r);
     for (const r of o.entry) natRules.push(r);
     noLocalEndpoints.internal += o.noLocal.internal;
     noLocalEndpoints.external += o.noLocal.external;
     // Every chain the service could own is active, written or not, so GC never deletes it.
-    for (const c of o.chains) activeNatChains.add(c);
+    if (!incremental || o !== cached) for (const c of o.chains) activeNatChains.add(c);
     // Partial sync: unchanged services keep their chains in the kernel (spec §5.2 step 7).
     if (changed) {
       for (const c of o.chains) natChains.push(c);
@@ -381,16 +399,20 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     services.push(o.summary);
   }
   if (cache) {
+    // Ports that went away take their chains out of the active set.
+    if (incremental)
+      for (const [key, o] of cache.ports) if (!nextPorts.has(key)) for (const c of o.chains) activeNatChains.delete(c);
     cache.optsKey = optsKey;
     cache.largeCluster = largeCluster;
     cache.ports = nextPorts;
+    cache.active = activeNatChains;
   }
 
   // Stale service chains left on the host by earlier syncs (spec §8.2), sorted (spec §16).
   if (sync.existingNatChains && !sync.skipStaleChainCleanup) {
-    const stale = [...new Set(sync.existingNatChains)]
-      .filter((c) => isServiceChain(c) && !activeNatChains.has(c))
-      .sort();
+    const stale: string[] = [];
+    for (const c of sync.existingNatChains) if (!activeNatChains.has(c) && isServiceChain(c)) stale.push(c);
+    stale.sort();
     for (const c of stale) natChains.push(c);
     for (const c of stale) natRules.push(`-X ${c}`);
   }
