@@ -99,7 +99,11 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
           batch,
           syncPeriodMs: syncPeriod,
           now: () => realClock.now(),
-          dryRun: opts.dryRun ? (family, inputs) => inputs.forEach((t) => io.stdout(`# ${family}\n${t}`)) : undefined,
+          dryRun: opts.dryRun
+            ? (family, inputs) => {
+                for (const t of inputs) io.stdout(`# ${family}\n${t}`);
+              }
+            : undefined,
         }),
     );
     for (const r of runners) log.log("info", "iptables", { family: r.family, binary: r.describe() });

@@ -7,7 +7,7 @@ import { structuredPatch } from "diff";
 import type { IPFamily } from "../model/ip.ts";
 import { isServiceChain } from "../proxy/names.ts";
 import { JUMP_RULES, jumpRuleArgs } from "./jumps.ts";
-import { normalizeRule } from "./normalize.ts";
+import { normalizeLine, normalizeRule } from "./normalize.ts";
 import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedRule, type SavedTable } from "./save_parser.ts";
 
 /** Chains kube-proxy declares in every restore, per table (spec §4.1). */
@@ -72,7 +72,7 @@ function rulesByChain(
   for (const r of t?.rules ?? []) {
     if (r.op !== "-A") continue;
     if (normalize) {
-      const line = normalizeRule(r.chain, r.args, family);
+      const line = normalizeLine(r.text, family);
       const list = out.get(r.chain);
       if (list) list.push(line);
       else out.set(r.chain, [line]);

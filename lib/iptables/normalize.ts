@@ -6,6 +6,7 @@
  * always quoted. Equal canonical text = the same rule in the kernel.
  */
 import { type IPFamily, parseCIDR, parseIP } from "../model/ip.ts";
+import { splitArgs } from "./save_parser.ts";
 
 const HEADER: Record<string, number> = {
   "-s": 0,
@@ -303,4 +304,39 @@ export function normalizeRule(chain: string, args: readonly string[], family: IP
     parts.push(a[i - 1] === "--comment" || needsQuotes(t) ? `"${t.replace(/[\\"]/g, (c) => `\\${c}`)}"` : t);
   }
   return parts.join(" ");
+}
+
+// The shapes most of kip's own rules take (SEP masquerade and DNAT, SVC/SVL dispatch), with and
+// without comments (large-cluster mode). Turned into the canonical line by one regex each
+// instead of tokenising: a diff normalises hundreds of thousands of them. Anything else, or
+// anything with a quote or backslash inside, takes the general path.
+const SEP_MASQ = /^-A (\S+)( -m comment --comment ([^\s"\\]+))? -s ([0-9a-f.:]+) -j KUBE-MARK-MASQ$/;
+const SEP_DNAT =
+  /^-A (\S+)( -m comment --comment ([^\s"\\]+))? -m (tcp|udp|sctp) -p \4 -j DNAT --to-destination (\S+)$/;
+const DISPATCH =
+  /^-A (\S+)( -m comment --comment "([^"\\]*)")?( -m statistic --mode random --probability ([0-9.]+))? -j (KUBE-\S+)$/;
+
+/** normalizeRule of a whole `-A CHAIN …` line. */
+export function normalizeLine(line: string, family: IPFamily): string {
+  let m = SEP_MASQ.exec(line);
+  if (m) {
+    const addr = normAddress(m[4]);
+    return m[2]
+      ? `-A ${m[1]} -s ${addr} -m comment --comment "${m[3]}" -j KUBE-MARK-MASQ`
+      : `-A ${m[1]} -s ${addr} -j KUBE-MARK-MASQ`;
+  }
+  m = SEP_DNAT.exec(line);
+  if (m) {
+    const cmt = m[2] ? ` -m comment --comment "${m[3]}"` : "";
+    return `-A ${m[1]} -p ${m[4]}${cmt} -m ${m[4]} -j DNAT --to-destination ${m[5]}`;
+  }
+  m = DISPATCH.exec(line);
+  if (m) {
+    const cmt = m[2] ? ` -m comment --comment "${m[3]}"` : "";
+    const stat = m[4] ? ` -m statistic --mode random --probability ${kernelProbability(m[5])}` : "";
+    return `-A ${m[1]}${cmt}${stat} -j ${m[6]}`;
+  }
+  const sp = line.indexOf(" ", 3);
+  const args = splitArgs(line.slice(sp + 1)) ?? [];
+  return normalizeRule(line.slice(3, sp), args, family);
 }

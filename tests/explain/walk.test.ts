@@ -13,7 +13,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "@commander-js/extra-typings";
-import { explainPacket, podAddressIn, rulesFromManifests } from "../../cli/explain.ts";
+import { explainPacket, podAddressIn, rulesFromManifests } from "../../cli/explain_run.ts";
 import type { IO } from "../../cli/io.ts";
 import { addNodeFlags, type NodeFlagValues } from "../../cli/node_flags.ts";
 import { renderPaths } from "../../cli/render.ts";

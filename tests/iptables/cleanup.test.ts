@@ -3,7 +3,7 @@
  * batching (each step a whole, consistent transaction), and failures reported as they are.
  */
 import { describe, expect, test } from "bun:test";
-import { runCleanup } from "../../cli/cleanup.ts";
+import { runCleanup } from "../../cli/cleanup_run.ts";
 import type { IO } from "../../cli/io.ts";
 import { planCleanup } from "../../lib/iptables/cleanup.ts";
 import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
