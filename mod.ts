@@ -26,8 +26,18 @@
  * @module
  */
 
+/** Follow one packet through the rules: destinations, probabilities, masquerade, verdict. */
+export { type Explanation, explain, type Packet } from "./lib/explain/walk.ts";
 /** Canonical ordering of restore text, as upstream's golden tests compare (spec §16). */
 export { canonicalize } from "./lib/iptables/canonical.ts";
+/** What kip cleanup would remove from a dump, as restore inputs. */
+export { planCleanup } from "./lib/iptables/cleanup.ts";
+/** Desired vs live rules over what kube-proxy owns (kip diff). */
+export { compareDumps, type DiffResult } from "./lib/iptables/compare.ts";
+/** kube-proxy's jump rules from the built-in chains (spec §3.1). */
+export { JUMP_RULES } from "./lib/iptables/jumps.ts";
+/** iptables-save text → tables, chains, rules; and the engine's output as the same shape. */
+export { dumpOfTables, parseSave, type SaveDump } from "./lib/iptables/save_parser.ts";
 /** IP and CIDR parsing with kube-proxy's rules (leading zeros, canonical text). */
 export { type CIDR, type IP, type IPFamily, parseCIDR, parseIP } from "./lib/model/ip.ts";
 /** Parse and validate manifest texts into the engine's model; problems carry file:line. */
@@ -46,18 +56,8 @@ export { endpointChain, hash16, serviceChains, servicePortName } from "./lib/pro
 export { type BuildOptions, defaultConfig, type ProxyConfig, resolveBuildOptions } from "./lib/proxy/options.ts";
 /** The engine's output and its iptables-restore / JSON forms. */
 export { type Ruleset, summarize, toJSON, toRestore } from "./lib/proxy/ruleset.ts";
-/** Manifest texts + config → rules for one family: what `kip render` does. */
-export { type RenderOptions, type RenderResult, renderManifests } from "./lib/render.ts";
-/** Follow one packet through the rules: destinations, probabilities, masquerade, verdict. */
-export { explain, type Explanation, type Packet } from "./lib/explain/walk.ts";
-/** Desired vs live rules over what kube-proxy owns (kip diff). */
-export { compareDumps, type DiffResult } from "./lib/iptables/compare.ts";
-/** What kip cleanup would remove from a dump, as restore inputs. */
-export { planCleanup } from "./lib/iptables/cleanup.ts";
-/** kube-proxy's jump rules from the built-in chains (spec §3.1). */
-export { JUMP_RULES } from "./lib/iptables/jumps.ts";
-/** iptables-save text → tables, chains, rules; and the engine's output as the same shape. */
-export { dumpOfTables, parseSave, type SaveDump } from "./lib/iptables/save_parser.ts";
 /** The change tracker a sync loop feeds (only what kube-proxy reads counts as a change). */
 export { ChangeTracker } from "./lib/proxy/tracker.ts";
+/** Manifest texts + config → rules for one family: what `kip render` does. */
+export { type RenderOptions, type RenderResult, renderManifests } from "./lib/render.ts";
 export { VERSION } from "./lib/version.ts";
