@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureBinary } from "../support/binary.ts";
 import { skipRealIptables } from "../support/netns.ts";
-import { eventually, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
 import { BACKENDS, E2E_MANIFESTS, NODE_FLAGS, startTopology, type Topology } from "../support/topology.ts";
 
 const skip = skipRealIptables();
@@ -55,19 +55,7 @@ for (const backend of BACKENDS) {
     }, 60_000);
 
     test("a running kip sync: an endpoint removed from the slice gets no more traffic, and back", async () => {
-      daemon = startSync(node().ns.node, [
-        "--manifests",
-        join(dir, "m"),
-        ...flags,
-        "--iptables-min-sync-period",
-        "100ms",
-        "--rescan-period",
-        "200ms",
-        "--healthz-bind-address",
-        "127.0.0.1:0",
-        "--metrics-bind-address",
-        "127.0.0.1:0",
-      ]);
+      daemon = startSync(node().ns.node, ["--manifests", join(dir, "m"), ...flags, ...FAST, ...LOOPBACK_PORTS]);
       await daemon.waitForLog(/synced family=IPv4 type=full ok=true/);
       const original = readFileSync(slices, "utf8");
       writeFileSync(slices, original.replace(/^ {2}- \{ addresses: \[10\.244\.1\.17\].*\n/m, ""));

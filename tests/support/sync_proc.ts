@@ -6,6 +6,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { ensureBinary } from "./binary.ts";
 import type { Exec } from "./netns.ts";
 
+/** Quick syncs and rescans, for tests that wait on them. */
+export const FAST = ["--iptables-min-sync-period", "100ms", "--iptables-sync-period", "1s", "--rescan-period", "200ms"];
+/** HTTP servers on free loopback ports (the log line "serving healthz=… metrics=…" says which). */
+export const LOOPBACK_PORTS = ["--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0"];
+
 export interface SyncProc {
   lines: string[];
   /** Wait until a log line matches, with a deadline. */

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { loadManifests } from "../../lib/model/load.ts";
 import { parseConntrack, staleFlows, udpTargets } from "../../lib/sync/conntrack.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { eventually, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
 
 const DNS = (eps: string[]) => `apiVersion: v1
 kind: Service
@@ -95,14 +95,8 @@ describe.skipIf(skip)("conntrack cleanup for real", () => {
         "n",
         "--ip-families",
         "IPv4",
-        "--iptables-min-sync-period",
-        "100ms",
-        "--rescan-period",
-        "200ms",
-        "--healthz-bind-address",
-        "127.0.0.1:0",
-        "--metrics-bind-address",
-        "127.0.0.1:0",
+        ...FAST,
+        ...LOOPBACK_PORTS,
         "--state-dir",
         join(dir, "state"),
       ]);

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { type SyncProc, startSync } from "../support/sync_proc.ts";
+import { LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
 
 const skip = skipRealIptables();
 let procs: SyncProc[] = [];
@@ -54,10 +54,7 @@ describe.skipIf(skip)("kip sync HTTP endpoints", () => {
         "10.244.0.0/16",
         "--ip-families",
         "IPv4",
-        "--healthz-bind-address",
-        "127.0.0.1:0",
-        "--metrics-bind-address",
-        "127.0.0.1:0",
+        ...LOOPBACK_PORTS,
         "--state-dir",
         join(dir, "state"),
       ]);

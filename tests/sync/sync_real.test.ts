@@ -12,12 +12,10 @@ import { join } from "node:path";
 import { ensureBinary } from "../support/binary.ts";
 import { tool } from "../support/kube_proxy.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { diffIn, eventually, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { diffIn, eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
 
 const skip = skipRealIptables();
 const NODE = ["--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
-const FAST = ["--iptables-min-sync-period", "100ms", "--iptables-sync-period", "1s", "--rescan-period", "200ms"];
-const PORTS = ["--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0"];
 
 let procs: SyncProc[] = [];
 afterEach(async () => {
@@ -67,7 +65,7 @@ describe.skipIf(skip)("kip sync against real iptables", () => {
     test(`${backend}: a running sync follows every change of the directory`, async () => {
       const dir = manifestsDir();
       await withNetns(async (ns, run) => {
-        const p = startSync(ns, ["--manifests", join(dir, "m"), ...flags(dir), ...FAST, ...PORTS]);
+        const p = startSync(ns, ["--manifests", join(dir, "m"), ...flags(dir), ...FAST, ...LOOPBACK_PORTS]);
         procs.push(p);
         await p.waitForLog(/synced family=IPv4 type=full ok=true/);
         const converged = () => diffIn(run, [join(dir, "m"), ...NODE, "--backend", backend]).code === 0;
@@ -129,7 +127,7 @@ describe.skipIf(skip)("kip sync against real iptables", () => {
         "--ip-families",
         "IPv4",
         ...FAST,
-        ...PORTS,
+        ...LOOPBACK_PORTS,
         "--state-dir",
         join(dir, "state"),
       ]);
