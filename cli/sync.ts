@@ -32,11 +32,11 @@ export interface SyncFlags extends NodeFlagValues {
   dryRun?: boolean;
   ipFamilies?: string;
   backend?: "nft" | "legacy";
-  iptablesMinSyncPeriod: string;
-  iptablesSyncPeriod: string;
+  iptablesMinSyncPeriod?: string;
+  iptablesSyncPeriod?: string;
   rescanPeriod: string;
-  healthzBindAddress: string;
-  metricsBindAddress: string;
+  healthzBindAddress?: string;
+  metricsBindAddress?: string;
   stateDir: string;
   logFormat: "text" | "json";
   batchChains?: string;
@@ -64,11 +64,17 @@ export function syncCommand(io: IO, setExit: (code: number) => void) {
     .addOption(
       new Option("--backend <backend>", "iptables backend (default: the host's iptables)").choices(["nft", "legacy"]),
     )
-    .option("--iptables-min-sync-period <duration>", "least time between syncs", "1s")
-    .option("--iptables-sync-period <duration>", "retry delay after a failure; canary check interval", "30s")
+    .option("--iptables-min-sync-period <duration>", "least time between syncs (default: --config's, else 1s)")
+    .option(
+      "--iptables-sync-period <duration>",
+      "retry delay after a failure; canary check interval (default: --config's, else 30s)",
+    )
     .option("--rescan-period <duration>", "with --manifests: rescan this often besides file events", "2s")
-    .option("--healthz-bind-address <ip:port>", "/healthz and /livez", "0.0.0.0:10256")
-    .option("--metrics-bind-address <ip:port>", "/metrics and /debug/last-restore", "127.0.0.1:10249")
+    .option("--healthz-bind-address <ip:port>", "/healthz and /livez (default: --config's, else 0.0.0.0:10256)")
+    .option(
+      "--metrics-bind-address <ip:port>",
+      "/metrics and /debug/last-restore (default: --config's, else 127.0.0.1:10249)",
+    )
     .option("--state-dir <dir>", "where the last good and last failed restore payloads are kept", "/var/lib/kip")
     .addOption(new Option("--log-format <format>", "log lines").choices(["text", "json"]).default("text"))
     .addOption(new Option("--batch-chains <n>", "chains and rules per restore on nft (0: one transaction)").hideHelp())

@@ -7,7 +7,7 @@ import { networkInterfaces } from "node:os";
 import { atLeast, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { IptablesUnavailable } from "../lib/iptables/runner.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
-import { parseDuration } from "../lib/proxy/config.ts";
+import { parseDuration, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
 import { resolveBuildOptions } from "../lib/proxy/options.ts";
 import { ChangeTracker } from "../lib/proxy/tracker.ts";
 import { ManifestsSource } from "../lib/sources/manifests.ts";
@@ -53,10 +53,21 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
   try {
     if (!opts.dryRun && process.getuid?.() !== 0)
       throw new UsageError("kip sync changes iptables: run it as root (or use --dry-run)");
-    const minSync = duration("iptables-min-sync-period", opts.iptablesMinSyncPeriod);
-    const syncPeriod = duration("iptables-sync-period", opts.iptablesSyncPeriod);
     const rescan = duration("rescan-period", opts.rescanPeriod);
-    const config = resolveProxyConfig(opts, io);
+    const config = resolveProxyConfig(opts, io); // validates --config, with file:line errors
+    // Daemon settings: the flag, else the --config file's, else kube-proxy's default (spec §15).
+    const daemonConfig = opts.config ? parseKubeProxyConfiguration(opts.config, io.readFile(opts.config)).daemon : {};
+    const seconds = (s?: number) => (s === undefined ? undefined : `${s}s`);
+    const minSync = duration(
+      "iptables-min-sync-period",
+      opts.iptablesMinSyncPeriod ?? seconds(daemonConfig.minSyncPeriodSeconds) ?? "1s",
+    );
+    const syncPeriod = duration(
+      "iptables-sync-period",
+      opts.iptablesSyncPeriod ?? seconds(daemonConfig.syncPeriodSeconds) ?? "30s",
+    );
+    const healthzBind = opts.healthzBindAddress ?? daemonConfig.healthzBindAddress ?? "0.0.0.0:10256";
+    const metricsBind = opts.metricsBindAddress ?? daemonConfig.metricsBindAddress ?? "127.0.0.1:10249";
     if (!opts.hostAddress) config.hostAddresses = hostAddresses();
     if (opts.conntrackTcpBeLiberal === undefined)
       config.conntrackTCPBeLiberal = (readSysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal") ?? "0") !== "0";
@@ -107,6 +118,12 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
         }),
     );
     for (const r of runners) log.log("info", "iptables", { family: r.family, binary: r.describe() });
+    log.log("info", "settings", {
+      node: config.hostname,
+      minSyncPeriodMs: minSync,
+      syncPeriodMs: syncPeriod,
+      source: opts.manifests ? `manifests ${opts.manifests.join(",")}` : "apiserver",
+    });
 
     // localhost NodePorts need route_localnet (spec §7.4); kube-proxy treats a failure as fatal.
     if (
@@ -164,8 +181,8 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
     );
     servers.push(hz, ms);
     log.log("info", "serving", {
-      healthz: await listen(hz, opts.healthzBindAddress),
-      metrics: await listen(ms, opts.metricsBindAddress),
+      healthz: await listen(hz, healthzBind),
+      metrics: await listen(ms, metricsBind),
     });
     await daemon.start();
     const signal = await new Promise<string>((resolve) => {

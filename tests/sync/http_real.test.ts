@@ -101,3 +101,43 @@ describe.skipIf(skip)("kip sync HTTP endpoints", () => {
     });
   }, 30_000);
 });
+
+describe.skipIf(skip)("kip sync --config", () => {
+  test("sync periods and bind addresses come from the KubeProxyConfiguration when no flag sets them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kip-cfg-"));
+    writeFileSync(join(dir, "lb.yaml"), LB);
+    const cfg = join(dir, "..", `${dir.split("/").pop()}-kube-proxy.yaml`);
+    writeFileSync(
+      cfg,
+      [
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
+        "kind: KubeProxyConfiguration",
+        "hostnameOverride: node1",
+        "clusterCIDR: 10.244.0.0/16",
+        "healthzBindAddress: 127.0.0.1:0",
+        "metricsBindAddress: 127.0.0.1:0",
+        "iptables: {minSyncPeriod: 100ms, syncPeriod: 1s}",
+      ].join("\n"),
+    );
+    await withNetns(async (ns, run) => {
+      expect(run(["ip", "link", "set", "lo", "up"]).code).toBe(0);
+      const p = startSync(ns, [
+        "--manifests",
+        dir,
+        "--config",
+        cfg,
+        "--ip-families",
+        "IPv4",
+        "--rescan-period",
+        "200ms",
+        "--state-dir",
+        join(dir, "state"),
+      ]);
+      procs.push(p);
+      await p.waitForLog(/settings node=node1 minSyncPeriodMs=100 syncPeriodMs=1000 /);
+      // 127.0.0.1:0 from the file: the default 0.0.0.0:10256 would log its own address.
+      await p.waitForLog(/serving healthz=127\.0\.0\.1:\d+ metrics=127\.0\.0\.1:\d+/);
+      await p.waitForLog(/synced family=IPv4 type=full ok=true/);
+    });
+  }, 30_000);
+});
