@@ -5,12 +5,10 @@
  * the tools in network namespaces, together with every golden output.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { kernelProbability, normalizeArgs, normalizeRule } from "../../lib/iptables/normalize.ts";
 import { parseSave, splitArgs } from "../../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
-import { FIXTURES, fixtureArgs, fixtureCases } from "../support/fixtures.ts";
+import { goldenRestores } from "../support/fixtures.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";
 
 function args(text: string): string[] {
@@ -611,26 +609,8 @@ function ok(r: Exec, what: string): string {
   return r.stdout;
 }
 
-interface Golden {
-  name: string;
-  text: string;
-  family: IPFamily;
-}
-
-function goldens(): Golden[] {
-  const out: Golden[] = [];
-  for (const name of fixtureCases()) {
-    const file = join(FIXTURES, name, "expected.txt");
-    if (existsSync(join(FIXTURES, name, "exit")) || !existsSync(file)) continue;
-    const text = readFileSync(file, "utf8");
-    if (!text.startsWith("*filter")) continue;
-    const a = fixtureArgs(name);
-    // nfacct objects are made by kube-proxy over netlink; without them the load fails.
-    if (a.includes("--nfacct")) continue;
-    out.push({ name, text, family: a.includes("IPv6") ? "IPv6" : "IPv4" });
-  }
-  return out;
-}
+/** Golden restore outputs that load for real (no `--nfacct`: its objects would not exist). */
+const goldens = () => goldenRestores().filter((g) => !g.nfacct);
 
 /** Normalised rules per `table/chain`, for the chains a restore text declares. */
 function normalizedChains(text: string, family: IPFamily, only?: Set<string>): Map<string, string[]> {

@@ -4,8 +4,6 @@
  * families, and on lines built to fall between the shapes.
  */
 import { expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { normalizeLine, normalizeRule } from "../../lib/iptables/normalize.ts";
 import { splitArgs } from "../../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
@@ -13,7 +11,7 @@ import { loadManifests } from "../../lib/model/load.ts";
 import { buildRules } from "../../lib/proxy/build.ts";
 import { defaultConfig, resolveBuildOptions } from "../../lib/proxy/options.ts";
 import { syntheticCluster } from "../../scripts/bench.ts";
-import { FIXTURES, fixtureCases } from "../support/fixtures.ts";
+import { goldenRestores } from "../support/fixtures.ts";
 
 function general(line: string, family: IPFamily): string {
   const sp = line.indexOf(" ", 3);
@@ -32,14 +30,7 @@ function check(lines: string[], family: IPFamily): number {
 
 test("every rule of every golden output", () => {
   let n = 0;
-  for (const c of fixtureCases()) {
-    const p = join(FIXTURES, c, "expected.txt");
-    if (!existsSync(p)) continue;
-    const text = readFileSync(p, "utf8");
-    if (!text.startsWith("*filter")) continue;
-    const family = readFileSync(join(FIXTURES, c, "args"), "utf8").includes("IPv6") ? "IPv6" : "IPv4";
-    n += check(text.split("\n"), family);
-  }
+  for (const g of goldenRestores()) n += check(g.text.split("\n"), g.family);
   expect(n).toBeGreaterThan(1000);
 });
 

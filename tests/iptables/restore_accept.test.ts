@@ -4,35 +4,20 @@
  * each in a network namespace of its own.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { FIXTURES, fixtureArgs, fixtureCases } from "../support/fixtures.ts";
+import { goldenRestores } from "../support/fixtures.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
 
 const skip = skipRealIptables();
 
-function restoreCases(): { name: string; text: string; v6: boolean; nfacct: boolean }[] {
-  const out = [];
-  for (const name of fixtureCases()) {
-    const expected = join(FIXTURES, name, "expected.txt");
-    if (existsSync(join(FIXTURES, name, "exit")) || !existsSync(expected)) continue;
-    const text = readFileSync(expected, "utf8");
-    if (!text.startsWith("*filter")) continue; // -o json cases
-    const args = fixtureArgs(name);
-    out.push({ name, text, v6: args.includes("IPv6"), nfacct: args.includes("--nfacct") });
-  }
-  return out;
-}
-
 describe.skipIf(skip)("iptables-restore accepts every golden output", () => {
-  const cases = restoreCases();
+  const cases = goldenRestores();
   test("there are golden outputs to check", () => {
     expect(cases.length).toBeGreaterThan(0);
   });
   for (const backend of ["nft", "legacy"] as const) {
     for (const c of cases) {
       test(`${backend}: ${c.name}`, async () => {
-        const tool = `${c.v6 ? "ip6tables" : "iptables"}-${backend}-restore`;
+        const tool = `${c.family === "IPv6" ? "ip6tables" : "iptables"}-${backend}-restore`;
         await withNetns((_ns, run) => {
           const t = run([tool, "--test"], c.text);
           expect(t.stderr).toBe("");
@@ -43,7 +28,7 @@ describe.skipIf(skip)("iptables-restore accepts every golden output", () => {
           const load = run([tool, "--noflush", "--counters"], c.text);
           expect(load.stderr).toBe("");
           expect(load.code).toBe(0);
-          const save = run([`${c.v6 ? "ip6tables" : "iptables"}-${backend}-save`]);
+          const save = run([`${c.family === "IPv6" ? "ip6tables" : "iptables"}-${backend}-save`]);
           for (const line of c.text.split("\n").filter((l) => l.startsWith(":")))
             expect(save.stdout).toContain(`${line.split(" ")[0]} `);
         });

@@ -5,7 +5,7 @@
  * hostile dumps (tests/iptables/dumps/) that must be reported line by line, never thrown.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import {
@@ -19,7 +19,7 @@ import {
   splitArgs,
 } from "../../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
-import { FIXTURES, fixtureArgs, fixtureCases } from "../support/fixtures.ts";
+import { goldenRestores } from "../support/fixtures.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";
 
 const DUMPS = join(import.meta.dir, "dumps");
@@ -248,26 +248,8 @@ describe("hostile dumps are read, or reported by line, never thrown", () => {
 
 const skip = skipRealIptables();
 
-interface Golden {
-  name: string;
-  text: string;
-  family: IPFamily;
-}
-
 /** Golden restore outputs that load for real (no `--nfacct`: its objects would not exist). */
-function goldens(family: IPFamily): Golden[] {
-  const out: Golden[] = [];
-  for (const name of fixtureCases()) {
-    const file = join(FIXTURES, name, "expected.txt");
-    if (existsSync(join(FIXTURES, name, "exit")) || !existsSync(file)) continue;
-    const text = readFileSync(file, "utf8");
-    if (!text.startsWith("*filter")) continue;
-    const args = fixtureArgs(name);
-    if (args.includes("--nfacct")) continue;
-    if ((args.includes("IPv6") ? "IPv6" : "IPv4") === family) out.push({ name, text, family });
-  }
-  return out;
-}
+const goldens = (family: IPFamily) => goldenRestores().filter((g) => !g.nfacct && g.family === family);
 
 /** Binary names. Real calls pass `-w 20`: legacy takes the host-wide xtables lock, which
  * another test on this machine may hold for a while. */
