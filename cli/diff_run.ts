@@ -8,7 +8,7 @@ import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import type { Ruleset } from "../lib/proxy/ruleset.ts";
-import { type IO, UsageError } from "./io.ts";
+import { type IO, readFlagFile, UsageError } from "./io.ts";
 import type { NodeFlagValues } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
@@ -87,13 +87,7 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
     } else {
       desired = dumpOf(renderPaths(paths, opts, io, family).ruleset);
       if (opts.live) {
-        let text: string;
-        try {
-          text = io.readFile(opts.live);
-        } catch (e) {
-          throw new UsageError(`Cannot read --live ${JSON.stringify(opts.live)}: ${(e as Error).message}`);
-        }
-        old = parseSave(text);
+        old = parseSave(readFlagFile(io, "--live", opts.live));
         if (old.errors.length > 0) {
           const e = old.errors[0];
           throw new UsageError(`${opts.live}:${e.line}: ${e.message} (is it iptables-save output?)`);

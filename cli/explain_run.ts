@@ -19,7 +19,7 @@ import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
 import { type IPFamily, isLoopback, parseCIDR, parseIP } from "../lib/model/ip.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
-import { type IO, UsageError } from "./io.ts";
+import { type IO, readFlagFile, UsageError } from "./io.ts";
 import { type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
@@ -172,13 +172,7 @@ function podFactsOfDump(dump: SaveDump): { cidr?: string; iface?: string } {
 }
 
 function readLiveFile(file: string, io: IO, family: IPFamily): SaveDump {
-  let text: string;
-  try {
-    text = io.readFile(file);
-  } catch (e) {
-    throw new UsageError(`Cannot read --live ${JSON.stringify(file)}: ${(e as Error).message}`);
-  }
-  const dump = parseSave(text);
+  const dump = parseSave(readFlagFile(io, "--live", file));
   if (dump.errors.length > 0) {
     const e = dump.errors[0];
     throw new UsageError(`${file}:${e.line}: ${e.message} (is it iptables-save output?)`);

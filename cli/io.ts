@@ -46,3 +46,12 @@ export function processIO(): IO {
 
 /** A bad flag or bad input: a short message and exit 2, never a stack trace. */
 export class UsageError extends Error {}
+
+/** The text of a file a flag names; an unreadable one is a usage error naming the flag. */
+export function readFlagFile(io: IO, flag: string, path: string): string {
+  try {
+    return io.readFile(path);
+  } catch (e) {
+    throw new UsageError(`Cannot read ${flag} ${JSON.stringify(path)}: ${(e as Error).message}`);
+  }
+}

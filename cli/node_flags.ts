@@ -3,9 +3,9 @@
  * kube-proxy probes at run time and that an offline render must be told.
  */
 import { type Command, Option } from "@commander-js/extra-typings";
-import { check, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
+import { check, type DaemonConfig, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
 import { defaultConfig, type ProxyConfig } from "../lib/proxy/options.ts";
-import { type IO, UsageError } from "./io.ts";
+import { type IO, readFlagFile, UsageError } from "./io.ts";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const commaList = (v: string, prev: string[] = []) => [
@@ -102,18 +102,19 @@ function must(err: string | undefined, flag: string): void {
 
 /** Defaults, then --config, then flags given on the command line. */
 export function resolveProxyConfig(o: NodeFlagValues, io: IO): ProxyConfig {
+  return resolveNodeConfig(o, io).proxy;
+}
+
+/** resolveProxyConfig, plus the daemon settings (sync periods, bind addresses) --config holds. */
+export function resolveNodeConfig(o: NodeFlagValues, io: IO): { proxy: ProxyConfig; daemon: DaemonConfig } {
   const cfg = defaultConfig();
+  let daemon: DaemonConfig = {};
   if (o.config) {
-    let text: string;
-    try {
-      text = io.readFile(o.config);
-    } catch (e) {
-      throw new UsageError(`Cannot read --config ${JSON.stringify(o.config)}: ${(e as Error).message}`);
-    }
-    const parsed = parseKubeProxyConfiguration(o.config, text);
+    const parsed = parseKubeProxyConfiguration(o.config, readFlagFile(io, "--config", o.config));
     if (parsed.errors.length > 0)
       throw new UsageError(parsed.errors.map((e) => `${e.file}:${e.line}: ${e.message}`).join("\n"));
     Object.assign(cfg, parsed.proxy);
+    daemon = parsed.daemon;
   }
   if (o.hostnameOverride !== undefined) {
     must(check.hostname(o.hostnameOverride), "--hostname-override");
@@ -176,5 +177,5 @@ export function resolveProxyConfig(o: NodeFlagValues, io: IO): ProxyConfig {
   }
   if (cfg.detectLocalMode === "NodeCIDR" && !o.hostnameOverride && !cfg.hostname)
     throw new UsageError("--detect-local-mode NodeCIDR needs the Node: give --hostname-override");
-  return cfg;
+  return { proxy: cfg, daemon };
 }

@@ -7,7 +7,7 @@ import { networkInterfaces } from "node:os";
 import { atLeast, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { IptablesUnavailable } from "../lib/iptables/runner.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
-import { parseDuration, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
+import { parseDuration } from "../lib/proxy/config.ts";
 import { resolveBuildOptions } from "../lib/proxy/options.ts";
 import { ChangeTracker } from "../lib/proxy/tracker.ts";
 import { ManifestsSource } from "../lib/sources/manifests.ts";
@@ -21,7 +21,7 @@ import { createMetrics } from "../lib/sync/metrics.ts";
 import { Proxier } from "../lib/sync/proxier.ts";
 import { realClock } from "../lib/sync/runner.ts";
 import { type IO, UsageError } from "./io.ts";
-import { resolveProxyConfig } from "./node_flags.ts";
+import { resolveNodeConfig } from "./node_flags.ts";
 import type { SyncFlags } from "./sync.ts";
 
 function duration(flag: string, v: string): number {
@@ -54,9 +54,8 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
     if (!opts.dryRun && process.getuid?.() !== 0)
       throw new UsageError("kip sync changes iptables: run it as root (or use --dry-run)");
     const rescan = duration("rescan-period", opts.rescanPeriod);
-    const config = resolveProxyConfig(opts, io); // validates --config, with file:line errors
+    const { proxy: config, daemon: daemonConfig } = resolveNodeConfig(opts, io);
     // Daemon settings: the flag, else the --config file's, else kube-proxy's default (spec §15).
-    const daemonConfig = opts.config ? parseKubeProxyConfiguration(opts.config, io.readFile(opts.config)).daemon : {};
     const seconds = (s?: number) => (s === undefined ? undefined : `${s}s`);
     const minSync = duration(
       "iptables-min-sync-period",
