@@ -61,7 +61,8 @@ export function countRules(t: TableRules): number {
   return n;
 }
 
-function writeTable(name: TableName, t: TableRules): string {
+/** One table section of restore input: `*name`, chain lines, rule lines, `COMMIT`. */
+export function writeTable(name: TableName, t: TableRules): string {
   let chains = "";
   for (const c of t.chains) chains += `:${c} - [0:0]\n`;
   return `*${name}\n${chains}${t.rules.length > 0 ? `${t.rules.join("\n")}\n` : ""}COMMIT\n`;

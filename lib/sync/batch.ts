@@ -6,7 +6,7 @@
  * the switch-over of the entry chains (nat KUBE-SERVICES, KUBE-NODEPORTS, and the filter
  * table) is the last batch. Stale chains are emptied, then deleted, after it.
  */
-import { type Ruleset, type TableRules, toRestore } from "../proxy/ruleset.ts";
+import { type Ruleset, type TableName, type TableRules, toRestore, writeTable } from "../proxy/ruleset.ts";
 
 export interface BatchOptions {
   /** Most chains per batch. */
@@ -41,11 +41,8 @@ function stage(chain: string): number {
   return 5; // anything else kube-proxy might add: before the switch-over
 }
 
-function tx(table: string, chains: string[], rules: string[]): string {
-  let out = `*${table}\n`;
-  for (const c of chains) out += `:${c} - [0:0]\n`;
-  if (rules.length > 0) out += `${rules.join("\n")}\n`;
-  return `${out}COMMIT\n`;
+function tx(table: TableName, chains: string[], rules: string[]): string {
+  return writeTable(table, { chains, rules });
 }
 
 /** Whether a ruleset is worth splitting at all. */
