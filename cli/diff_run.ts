@@ -33,10 +33,6 @@ async function liveDump(
   backend: Backend | undefined,
   io: IO,
 ): Promise<{ dump: SaveDump; source: string }> {
-  if (process.getuid?.() !== 0)
-    throw new IptablesUnavailable(
-      "reading the live tables needs root (iptables-save): run kip diff as root, or give --live FILE",
-    );
   const runner = await ExecRunner.create(family, backend);
   const dump = parseSave(await runner.save());
   // A node whose rules were written through the other backend looks empty through this one.
@@ -85,6 +81,11 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
       jumps = false;
       labels = { oldLabel: "from", newLabel: "to" };
     } else {
+      // Reading the host's tables needs root: say so before any other work.
+      if (!opts.live && process.getuid?.() !== 0)
+        throw new IptablesUnavailable(
+          "reading the live tables needs root (iptables-save): run kip diff as root, or give --live FILE",
+        );
       desired = dumpOf(renderPaths(paths, opts, io, family).ruleset);
       if (opts.live) {
         old = parseSave(readFlagFile(io, "--live", opts.live));
