@@ -5,7 +5,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import type { DiffFlags } from "./diff_run.ts";
 import type { IO } from "./io.ts";
-import { addNodeFlags } from "./node_flags.ts";
+import { addNodeFlags, addSimulationFlags } from "./node_flags.ts";
 
 const EXAMPLES = `
 Examples:
@@ -16,7 +16,7 @@ Examples:
   kip diff examples/seed --live node1.rules --hostname-override node1 --cluster-cidr 10.244.0.0/16
 
   # What changes on the nodes if this PR merges?
-  kip diff --from main/k8s --to pr/k8s --simulate-endpoints --cluster-cidr 10.244.0.0/16
+  kip diff --from main/k8s --to pr/k8s --simulate -o markdown
 
 Only kube-proxy's chains (KUBE-SERVICES, KUBE-SVC-…, KUBE-SEP-…, …) in filter and nat, and
 its jump rules in the built-in chains, are compared; everything else on the node is ignored.
@@ -28,10 +28,12 @@ Exit status: 0 no drift, 1 drift, 2 trouble (bad flags, bad manifests, iptables 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function diffCommand(io: IO, setExit: (code: number) => void) {
-  return addNodeFlags(
-    new Command("diff")
-      .description("Compare the rules kube-proxy would write for these manifests with a node's live rules")
-      .argument("[paths...]", "manifest files or directories; - for stdin"),
+  return addSimulationFlags(
+    addNodeFlags(
+      new Command("diff")
+        .description("Compare the rules kube-proxy would write for these manifests with a node's live rules")
+        .argument("[paths...]", "manifest files or directories; - for stdin"),
+    ),
   )
     .option("--live <file>", "compare with this iptables-save dump instead of the host's tables")
     .option("--from <path>", "compare two manifest sets: the old one (repeatable)", collect)
@@ -45,7 +47,6 @@ export function diffCommand(io: IO, setExit: (code: number) => void) {
     )
     .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
     .option("--no-color", "no colour, even on a terminal")
-    .option("--simulate-endpoints", "make ready endpoints from workloads for Services without EndpointSlices")
     .addHelpText("after", EXAMPLES)
     .action(async (...args) => {
       const [paths, opts] = args as unknown as [string[], DiffFlags];

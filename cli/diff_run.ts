@@ -9,10 +9,10 @@ import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_par
 import type { IPFamily } from "../lib/model/ip.ts";
 import type { Ruleset } from "../lib/proxy/ruleset.ts";
 import { type IO, readFlagFile, UsageError } from "./io.ts";
-import type { NodeFlagValues } from "./node_flags.ts";
+import type { ClusterFlagValues, NodeFlagValues } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
-export interface DiffFlags extends NodeFlagValues {
+export interface DiffFlags extends NodeFlagValues, ClusterFlagValues {
   live?: string;
   from?: string[];
   to?: string[];
@@ -20,7 +20,6 @@ export interface DiffFlags extends NodeFlagValues {
   backend?: Backend;
   output: string;
   color?: boolean;
-  simulateEndpoints?: boolean;
 }
 
 /** The desired side straight from the engine's rules: no restore text round trip. */

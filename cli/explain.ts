@@ -5,7 +5,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import type { ExplainFlags } from "./explain_run.ts";
 import type { IO } from "./io.ts";
-import { addNodeFlags } from "./node_flags.ts";
+import { addNodeFlags, addSimulationFlags } from "./node_flags.ts";
 
 const EXAMPLES = `
 Examples:
@@ -30,10 +30,12 @@ Examples:
 Exit status: 0 explained (whatever the verdict), 2 bad flags, bad manifests or unknown service.`;
 
 export function explainCommand(io: IO, setExit: (code: number) => void) {
-  return addNodeFlags(
-    new Command("explain")
-      .description("Follow one packet through kube-proxy's rules: chains, endpoint chances, masquerade, verdict")
-      .argument("[paths...]", "manifest files or directories to render the rules from; - for stdin"),
+  return addSimulationFlags(
+    addNodeFlags(
+      new Command("explain")
+        .description("Follow one packet through kube-proxy's rules: chains, endpoint chances, masquerade, verdict")
+        .argument("[paths...]", "manifest files or directories to render the rules from; - for stdin"),
+    ),
   )
     .option("--dst <ip:port>", "the destination: a cluster IP, external IP, LB IP or node address, and port")
     .option("--service <ns/name[:port]>", "…or a Service port, for its cluster IP and port")
@@ -53,7 +55,6 @@ export function explainCommand(io: IO, setExit: (code: number) => void) {
     .addOption(new Option("--ip-family <family>", "the family, when --service cannot tell").choices(["IPv4", "IPv6"]))
     .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
     .option("--no-color", "no colour, even on a terminal")
-    .option("--simulate-endpoints", "make ready endpoints from workloads for Services without EndpointSlices")
     .addHelpText("after", EXAMPLES)
     .action(async (...args) => {
       const [paths, opts] = args as unknown as [string[], ExplainFlags];

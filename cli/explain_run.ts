@@ -20,10 +20,10 @@ import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_par
 import { type IPFamily, isLoopback, parseCIDR, parseIP } from "../lib/model/ip.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { type IO, readFlagFile, UsageError } from "./io.ts";
-import { type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
+import { type ClusterFlagValues, type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
-export interface ExplainFlags extends NodeFlagValues {
+export interface ExplainFlags extends NodeFlagValues, ClusterFlagValues {
   dst?: string;
   service?: string;
   proto?: string;
@@ -35,7 +35,6 @@ export interface ExplainFlags extends NodeFlagValues {
   ipFamily?: string;
   output: string;
   color?: boolean;
-  simulateEndpoints?: boolean;
 }
 
 /** A Service port the destination may be named by. */
@@ -105,7 +104,7 @@ function podInterfaceOf(o: BuildOptions): string | undefined {
 /** Rules rendered from manifests, with kube-proxy's jump rules in the built-in chains. */
 export function rulesFromManifests(
   paths: string[],
-  opts: NodeFlagValues & { simulateEndpoints?: boolean },
+  opts: NodeFlagValues & ClusterFlagValues,
   io: IO,
   family: IPFamily,
 ): LoadedRules {

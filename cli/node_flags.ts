@@ -3,6 +3,14 @@
  * kube-proxy probes at run time and that an offline render must be told.
  */
 import { type Command, Option } from "@commander-js/extra-typings";
+import {
+  type ClusterPolicy,
+  DEFAULT_NODE_PORT_RANGE,
+  DEFAULT_SERVICE_CIDR,
+  parsePortRange,
+  parseServiceCIDRs,
+} from "../lib/model/allocate.ts";
+import { isDNS1123Label } from "../lib/model/validate.ts";
 import { check, type DaemonConfig, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
 import { defaultConfig, type ProxyConfig } from "../lib/proxy/options.ts";
 import { type IO, readFlagFile, UsageError } from "./io.ts";
@@ -23,6 +31,7 @@ export const BOOLEAN_FLAGS = [
   "random-fully",
   "nfacct",
   "conntrack-tcp-be-liberal",
+  "simulate",
   "simulate-endpoints",
   "strict",
   "canonical",
@@ -178,4 +187,69 @@ export function resolveNodeConfig(o: NodeFlagValues, io: IO): { proxy: ProxyConf
   if (cfg.detectLocalMode === "NodeCIDR" && !o.hostnameOverride && !cfg.hostname)
     throw new UsageError("--detect-local-mode NodeCIDR needs the Node: give --hostname-override");
   return { proxy: cfg, daemon };
+}
+
+/**
+ * The cluster's own settings (kube-apiserver's flag names) and the namespace of objects that
+ * name none: what an API server would have applied to manifests before kube-proxy saw them.
+ */
+export function addClusterFlags<C extends Command<any, any, any>>(cmd: C) {
+  return cmd
+    .option("-n, --namespace <ns>", "the namespace of objects that name none, as kubectl's -n", "default")
+    .option(
+      "--service-cluster-ip-range <cidrs>",
+      `the cluster's service CIDRs, one per family (kube-apiserver's flag; default: "${DEFAULT_SERVICE_CIDR}")`,
+    )
+    .option(
+      "--service-node-port-range <range>",
+      "the cluster's NodePort range (kube-apiserver's flag)",
+      DEFAULT_NODE_PORT_RANGE,
+    );
+}
+
+/** addClusterFlags, plus --simulate (and its older name --simulate-endpoints). */
+export function addSimulationFlags<C extends Command<any, any, any>>(cmd: C) {
+  return addClusterFlags(cmd)
+    .option(
+      "--simulate",
+      "do what the cluster would: allocate missing cluster IPs and node ports, make endpoints from workloads",
+    )
+    .addOption(new Option("--no-simulate").hideHelp())
+    .addOption(new Option("--simulate-endpoints", "the older name of --simulate").hideHelp())
+    .addOption(new Option("--no-simulate-endpoints").hideHelp());
+}
+
+export interface ClusterFlagValues {
+  namespace?: string;
+  serviceClusterIpRange?: string;
+  serviceNodePortRange?: string;
+  simulate?: boolean;
+  simulateEndpoints?: boolean;
+}
+
+export interface ClusterSettings {
+  namespace: string;
+  cluster: ClusterPolicy;
+  /** --service-cluster-ip-range was given: cluster IPs outside it are reported. */
+  checkServiceCIDRs: boolean;
+  simulate: boolean;
+}
+
+/** Checked values of the cluster flags; bad ones are usage errors naming the flag. */
+export function resolveClusterFlags(o: ClusterFlagValues): ClusterSettings {
+  const namespace = o.namespace ?? "default";
+  if (!isDNS1123Label(namespace))
+    throw new UsageError(
+      `--namespace: ${JSON.stringify(namespace)} is not a valid namespace (lowercase letters, digits and "-", at most 63)`,
+    );
+  const cidrs = parseServiceCIDRs(o.serviceClusterIpRange ?? DEFAULT_SERVICE_CIDR);
+  if (typeof cidrs === "string") throw new UsageError(`--service-cluster-ip-range: ${cidrs}`);
+  const nodePorts = parsePortRange(o.serviceNodePortRange ?? DEFAULT_NODE_PORT_RANGE);
+  if (typeof nodePorts === "string") throw new UsageError(`--service-node-port-range: ${nodePorts}`);
+  return {
+    namespace,
+    cluster: { serviceCIDRs: cidrs, nodePorts },
+    checkServiceCIDRs: o.serviceClusterIpRange !== undefined,
+    simulate: o.simulate === true || o.simulateEndpoints === true,
+  };
 }

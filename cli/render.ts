@@ -3,20 +3,31 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { canonicalize } from "../lib/iptables/canonical.ts";
+import { allocationSummary } from "../lib/model/allocate.ts";
 import type { Problem } from "../lib/model/load.ts";
 import { type Ruleset, summarize, toJSON } from "../lib/proxy/ruleset.ts";
 import { type RenderResult, renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";
 import { type IO, UsageError } from "./io.ts";
-import { addNodeFlags, type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
+import {
+  addNodeFlags,
+  addSimulationFlags,
+  type ClusterFlagValues,
+  type NodeFlagValues,
+  resolveClusterFlags,
+  resolveProxyConfig,
+} from "./node_flags.ts";
 
 const EXAMPLES = `
 Examples:
   # The rules kube-proxy would write for the bundled example, on node1
   kip render examples/seed --hostname-override node1 --cluster-cidr 10.244.0.0/16
 
-  # A whole manifest directory in CI, endpoints made up from the Deployments in it
-  kip render k8s/ --simulate-endpoints --cluster-cidr 10.244.0.0/16 --strict > rules.txt
+  # An app repo in CI: cluster IPs, node ports and endpoints made up as the cluster would
+  kip render k8s/ --simulate --strict > rules.txt
+
+  # Kustomize or Helm output, with the namespace the deploy would use
+  kustomize build overlays/prod | kip render - --simulate -n shop --strict
 
   # A live cluster's objects, from stdin, IPv6 rules, as JSON
   kubectl get svc,endpointslices -A -o json | kip render - --ip-family IPv6 -o json
@@ -28,18 +39,16 @@ Boolean flags also take --no-FLAG and kube-proxy's --FLAG=false.
 Exit status: 0 rendered, 1 warnings under --strict, 2 bad flags or bad manifests (nothing on stdout).`;
 
 export function renderCommand(io: IO, setExit: (code: number) => void) {
-  const cmd = addNodeFlags(
-    new Command("render")
-      .description("Print the iptables-restore input kube-proxy (iptables mode) would write for these manifests")
-      .argument("[paths...]", "manifest files or directories (.yaml, .yml, .json); - for stdin"),
+  const cmd = addSimulationFlags(
+    addNodeFlags(
+      new Command("render")
+        .description("Print the iptables-restore input kube-proxy (iptables mode) would write for these manifests")
+        .argument("[paths...]", "manifest files or directories (.yaml, .yml, .json); - for stdin"),
+    ),
   )
     .addOption(new Option("--ip-family <family>", "which family's rules").choices(["IPv4", "IPv6"]).default("IPv4"))
     .addOption(new Option("-o, --output <format>", "output format").choices(["restore", "json"]).default("restore"))
     .option("--canonical", "print in the canonical order of upstream's golden tests (spec §16)")
-    .option(
-      "--simulate-endpoints",
-      "make ready endpoints from matching Deployments/StatefulSets/… for Services without EndpointSlices",
-    )
     .option("--strict", "exit 1 when there are warnings")
     .addHelpText("after", EXAMPLES)
     .action((...args) => {
@@ -53,29 +62,43 @@ function printProblems(io: IO, label: string, list: Problem[]): void {
   for (const p of list) io.stderr(`${label}: ${p.file ? `${p.file}:${p.line}: ` : ""}${p.message}\n`);
 }
 
-export interface RenderFlags extends NodeFlagValues {
+export interface RenderFlags extends NodeFlagValues, ClusterFlagValues {
   ipFamily: string;
   output: string;
   canonical?: boolean;
-  simulateEndpoints?: boolean;
   strict?: boolean;
 }
 
-/** Read PATHs and render them with the node flags: the pipeline render and diff share. */
+/** Read PATHs and render them with the node flags: the pipeline render, diff and explain share. */
 export function renderPaths(
   paths: string[],
-  opts: NodeFlagValues & { simulateEndpoints?: boolean },
+  opts: NodeFlagValues & ClusterFlagValues,
   io: IO,
   family: "IPv4" | "IPv6",
 ): RenderResult & { ruleset: Ruleset } {
   if (paths.length === 0) throw new UsageError("no manifests given: name files or directories, or - for stdin");
   const config = resolveProxyConfig(opts, io);
-  if (opts.simulateEndpoints && !config.clusterCIDR)
-    throw new UsageError("--simulate-endpoints needs --cluster-cidr to place pod IPs in");
+  const c = resolveClusterFlags(opts);
   const { files, errors: readErrors } = readManifestPaths(paths, io.readStdin);
   if (readErrors.length > 0) throw new UsageError(readErrors.join("\n"));
-  const result = renderManifests(files, config, { family, simulateEndpoints: opts.simulateEndpoints });
+  const result = renderManifests(files, config, {
+    family,
+    simulate: c.simulate,
+    namespace: c.namespace,
+    cluster: c.cluster,
+    checkServiceCIDRs: c.checkServiceCIDRs,
+  });
+  for (const n of result.loaded.notes) io.stderr(`kip: note: ${n.file}: ${n.message}\n`);
+  if (result.errors.length === 0 && result.loaded.state.services.length === 0)
+    result.warnings.push({ file: "", line: 0, message: `no Services in ${paths.join(" ")}` });
   printProblems(io, "warning", result.warnings);
+  if (
+    !c.simulate &&
+    result.warnings.some((w) =>
+      w.message.endsWith("no clusterIP: the API server would allocate one; skipping this Service"),
+    )
+  )
+    io.stderr("kip: hint: --simulate allocates cluster IPs and node ports as the API server would\n");
   if (result.errors.length > 0 || !result.ruleset) {
     printProblems(io, "error", result.errors);
     const n = result.errors.length;
@@ -86,7 +109,30 @@ export function renderPaths(
     const total = [...result.loaded.skipped.values()].reduce((a, b) => a + b, 0);
     io.stderr(`kip: skipped ${total} object${total === 1 ? "" : "s"} of kinds kip does not read: ${kinds}\n`);
   }
+  if (result.allocated.length > 0) io.stderr(`kip: simulated: ${allocationSummary(result.allocated)}\n`);
   return { ...result, ruleset: result.ruleset };
+}
+
+/**
+ * `-o json` with what the simulation made up marked: per service port `simulated` lists the
+ * fields that were allocated (`clusterIP`, `nodePort`) and `endpoints` when they were made
+ * from workloads; a top-level `simulated` lists every allocated value.
+ */
+function withSimulated(json: object, r: RenderResult): object {
+  if (r.allocated.length === 0 && r.simulatedEndpoints.size === 0) return json;
+  const j = json as { services: { service: string; port: number; protocol: string; simulated?: string[] }[] };
+  const services = j.services.map((sp) => {
+    const marks: string[] = [];
+    for (const a of r.allocated) {
+      if (a.service !== sp.service) continue;
+      if (a.field === "clusterIP" && !marks.includes("clusterIP")) marks.push("clusterIP");
+      if (a.field === "nodePort" && a.port === sp.port && a.protocol === sp.protocol) marks.push("nodePort");
+      if (a.field === "healthCheckNodePort") marks.push("healthCheckNodePort");
+    }
+    if (r.simulatedEndpoints.has(sp.service)) marks.push("endpoints");
+    return marks.length > 0 ? { ...sp, simulated: marks } : sp;
+  });
+  return { ...json, services, simulated: { allocated: r.allocated, endpointsFor: [...r.simulatedEndpoints].sort() } };
 }
 
 export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
@@ -99,7 +145,7 @@ export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
     return 1;
   }
   const rs = result.ruleset;
-  if (opts.output === "json") io.stdout(`${JSON.stringify(toJSON(rs), null, 2)}\n`);
+  if (opts.output === "json") io.stdout(`${JSON.stringify(withSimulated(toJSON(rs), result), null, 2)}\n`);
   else io.stdout(opts.canonical ? canonicalize(result.restore) : result.restore);
   if (io.stderrIsTTY) {
     const s = summarize(rs);

@@ -2,6 +2,7 @@
  * Manifest texts + node settings → the rules for one family: the pipeline `kip render`,
  * `kip diff` and the library share. Pure: the caller reads the files.
  */
+import { type Allocated, allocateServices, type ClusterPolicy, defaultClusterPolicy } from "./model/allocate.ts";
 import type { IPFamily } from "./model/ip.ts";
 import { type LoadResult, loadManifests, type Problem } from "./model/load.ts";
 import { simulateEndpoints } from "./model/simulate.ts";
@@ -9,10 +10,22 @@ import { buildRules } from "./proxy/build.ts";
 import { type BuildOptions, type ProxyConfig, resolveBuildOptions } from "./proxy/options.ts";
 import { type Ruleset, toRestore } from "./proxy/ruleset.ts";
 
+/** Pod CIDRs simulated pods are placed in when `--cluster-cidr` names none. */
+export const DEFAULT_SIMULATED_POD_CIDRS = ["10.244.0.0/16", "fd00:10:244::/56"];
+
 export interface RenderOptions {
   family: IPFamily;
-  /** Synthesize endpoints for Services with a selector and no EndpointSlice. */
-  simulateEndpoints?: boolean;
+  /**
+   * Do what the cluster would: allocate missing cluster IPs and node ports (from `cluster`),
+   * and make endpoints for Services with a selector and no EndpointSlice.
+   */
+  simulate?: boolean;
+  /** The namespace of objects that name none (default `default`). */
+  namespace?: string;
+  /** The cluster's ranges: what allocation draws from and what the policy checks warn about (default: kubeadm's). */
+  cluster?: ClusterPolicy;
+  /** The service range was given, so cluster IPs outside it are warned about. */
+  checkServiceCIDRs?: boolean;
 }
 
 export interface RenderResult {
@@ -23,6 +36,10 @@ export interface RenderResult {
   loaded: LoadResult;
   errors: Problem[];
   warnings: Problem[];
+  /** What the simulation made up (cluster IPs, node ports); empty without `simulate`. */
+  allocated: Allocated[];
+  /** Services that got simulated endpoints (`namespace/name`). */
+  simulatedEndpoints: Set<string>;
 }
 
 export function renderManifests(
@@ -30,19 +47,42 @@ export function renderManifests(
   config: ProxyConfig,
   opts: RenderOptions,
 ): RenderResult {
-  const loaded = loadManifests(files, { nodeName: config.hostname, workloads: opts.simulateEndpoints });
+  const cluster = opts.cluster ?? defaultClusterPolicy();
+  const loaded = loadManifests(files, {
+    nodeName: config.hostname,
+    workloads: opts.simulate,
+    namespace: opts.namespace,
+    allocates: opts.simulate,
+    policy: { cluster, checkServiceCIDRs: opts.checkServiceCIDRs === true, enforce: false },
+  });
   const errors = [...loaded.errors];
   const warnings = [...loaded.warnings];
-  if (errors.length > 0) return { restore: "", loaded, errors, warnings };
+  const allocated: Allocated[] = [];
+  const simulatedEndpoints = new Set<string>();
+  if (errors.length > 0) return { restore: "", loaded, errors, warnings, allocated, simulatedEndpoints };
   const state = loaded.state;
-  if (opts.simulateEndpoints) {
-    const cidrs = config.clusterCIDR ? config.clusterCIDR.split(",") : [];
-    const sim = simulateEndpoints(state.services, state.endpointSlices, loaded.workloads, cidrs);
+  if (opts.simulate) {
+    const alloc = allocateServices(state.services, cluster);
+    state.services = alloc.services;
+    allocated.push(...alloc.allocated);
+    for (const w of alloc.warnings)
+      warnings.push({
+        file: w.service.origin?.file ?? "",
+        line: w.service.origin?.line ?? 0,
+        message: `Service ${w.service.namespace}/${w.service.name}: ${w.message}`,
+      });
+    const cidrs = config.clusterCIDR ? config.clusterCIDR.split(",") : DEFAULT_SIMULATED_POD_CIDRS;
+    const sim = simulateEndpoints(state.services, state.endpointSlices, loaded.workloads, {
+      clusterCIDRs: cidrs,
+      nodes: loaded.nodes.map((n) => n.name),
+      nodeName: config.hostname,
+    });
     state.endpointSlices = [...state.endpointSlices, ...sim.slices];
+    for (const s of sim.slices) simulatedEndpoints.add(`${s.namespace}/${s.labels["kubernetes.io/service-name"]}`);
     for (const w of sim.warnings)
       warnings.push({ file: w.origin?.file ?? "", line: w.origin?.line ?? 0, message: w.message });
   }
   const options = resolveBuildOptions(config, opts.family, state.node);
   const ruleset = buildRules(state, options);
-  return { ruleset, restore: toRestore(ruleset), options, loaded, errors, warnings };
+  return { ruleset, restore: toRestore(ruleset), options, loaded, errors, warnings, allocated, simulatedEndpoints };
 }

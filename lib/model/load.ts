@@ -2,6 +2,7 @@
  * Manifests (text) → ClusterState, with every problem located at file:line and field path.
  */
 import { type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
+import { type PolicyCheck, servicePolicyProblems } from "./policy.ts";
 import { validateWorkload, type Workload } from "./simulate.ts";
 import type { ClusterState, EndpointSlice, Node, Origin, Service } from "./types.ts";
 import { type Reporter, validateEndpointSlice, validateEndpoints, validateNode, validateService } from "./validate.ts";
@@ -17,6 +18,12 @@ export interface LoadOptions {
   nodeName: string;
   /** Keep Deployments, StatefulSets, ReplicaSets, DaemonSets and Pods for simulation. */
   workloads?: boolean;
+  /** The namespace of objects that name none (`-n`, as kubectl); default `default`. */
+  namespace?: string;
+  /** Missing cluster IPs will be allocated: no "skipping this Service" warning. */
+  allocates?: boolean;
+  /** The cluster's node-port and service ranges: warnings, or errors when enforced. */
+  policy?: PolicyCheck;
 }
 
 export interface LoadResult {
@@ -25,6 +32,8 @@ export interface LoadResult {
   workloads: Workload[];
   errors: Problem[];
   warnings: Problem[];
+  /** Things worth saying that are not problems (a kustomization.yaml skipped). */
+  notes: Problem[];
   /** Objects of kinds kip does not read: `apps/v1 ConfigMap` → count. */
   skipped: Map<string, number>;
 }
@@ -44,10 +53,47 @@ const WORKLOAD_KINDS = new Set([
   "v1 Pod",
 ]);
 
+const KUSTOMIZATION = /(^|\/)(kustomization\.ya?ml|Kustomization)$/;
+const HELM_CHART = /(^|\/)Chart\.ya?ml$/;
+
+/**
+ * Kustomize and Helm inputs are not manifests: a kustomization.yaml is skipped, and so is
+ * every file of a Helm chart (the directory holding Chart.yaml), each with one note.
+ */
+function withoutBuildInputs(
+  files: { file: string; text: string }[],
+  notes: Problem[],
+): { file: string; text: string }[] {
+  const charts = files.filter((f) => HELM_CHART.test(f.file)).map((f) => f.file.replace(/Chart\.ya?ml$/, ""));
+  return files.filter((f) => {
+    const chart = charts.find((dir) => f.file.startsWith(dir));
+    if (chart !== undefined) {
+      if (HELM_CHART.test(f.file))
+        notes.push({
+          file: f.file,
+          line: 0,
+          message: `a Helm chart: skipping ${chart || "."}; render it with "helm template ... | kip render -"`,
+        });
+      return false;
+    }
+    if (KUSTOMIZATION.test(f.file)) {
+      notes.push({
+        file: f.file,
+        line: 0,
+        message: 'a kustomization: skipping it; render the overlay with "kustomize build DIR | kip render -"',
+      });
+      return false;
+    }
+    return true;
+  });
+}
+
 /** Parse and validate manifest files. Never throws on bad input: everything goes to errors. */
 export function loadManifests(files: { file: string; text: string }[], opts: LoadOptions): LoadResult {
   const errors: Problem[] = [];
   const warnings: Problem[] = [];
+  const notes: Problem[] = [];
+  const defaultNamespace = opts.namespace || "default";
   const services: Service[] = [];
   const slices: EndpointSlice[] = [];
   const endpoints: { slices: EndpointSlice[]; key: string }[] = [];
@@ -56,7 +102,8 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
   const skipped = new Map<string, number>();
   const seen = new Map<string, Origin>();
 
-  const visit = (doc: ParsedDoc, value: unknown, base: Path) => {
+  const visit = (doc: ParsedDoc, input: unknown, base: Path) => {
+    let value = input;
     const at = (path: Path) => doc.line([...base, ...path]);
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       errors.push({
@@ -81,7 +128,24 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
       for (const [i, item] of obj.items.entries()) visit(doc, item, [...base, "items", i]);
       return;
     }
-    const meta = (typeof obj.metadata === "object" && obj.metadata ? obj.metadata : {}) as Record<string, unknown>;
+    if (kind === "Kustomization") {
+      notes.push({
+        file: doc.file,
+        line: at([]),
+        message: 'a kustomization: skipping it; render the overlay with "kustomize build DIR | kip render -"',
+      });
+      return;
+    }
+    let meta = (typeof obj.metadata === "object" && obj.metadata ? obj.metadata : {}) as Record<string, unknown>;
+    // Namespaced objects that name no namespace get -n's, as kubectl apply would give them.
+    const noNamespace = meta.namespace === undefined || meta.namespace === null || meta.namespace === "";
+    const metaIsObject =
+      obj.metadata === undefined || obj.metadata === null || (meta === obj.metadata && !Array.isArray(meta));
+    if (noNamespace && metaIsObject && kind !== "Node") {
+      meta = { ...meta, namespace: defaultNamespace };
+      value = { ...obj, metadata: meta };
+    }
+    const object = value as Record<string, unknown>;
     const ident = `${typeof meta.namespace === "string" ? `${meta.namespace}/` : ""}${String(meta.name ?? "?")}`;
     const where = `${kind} ${ident}`;
     const reporter: Reporter = {
@@ -97,7 +161,7 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
     };
     const typeKey = `${apiVersion} ${kind}`;
     if (["v1 Service", "discovery.k8s.io/v1 EndpointSlice", "v1 Endpoints", "v1 Node"].includes(typeKey)) {
-      const key = `${typeKey} ${kind === "Node" ? String(meta.name) : `${String(meta.namespace || "default")}/${String(meta.name)}`}`;
+      const key = `${typeKey} ${kind === "Node" ? String(meta.name) : `${String(meta.namespace)}/${String(meta.name)}`}`;
       const prev = seen.get(key);
       if (prev) {
         const first = `${prev.file}:${prev.line}`;
@@ -108,39 +172,50 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
     }
     switch (typeKey) {
       case "v1 Service": {
-        const svc = validateService(obj, reporter);
-        if (svc) services.push({ ...svc, origin });
+        const svc = validateService(object, reporter);
+        if (!svc) return;
+        if (opts.policy) {
+          const problems = servicePolicyProblems(svc, opts.policy);
+          for (const p of problems) (opts.policy.enforce ? reporter.error : reporter.warn)(p.path, p.message);
+          if (problems.length > 0 && opts.policy.enforce) return;
+        }
+        if (!opts.allocates && svc.type !== "ExternalName" && svc.clusterIPs.length === 0)
+          reporter.warn(
+            ["spec", "clusterIP"],
+            "no clusterIP: the API server would allocate one; skipping this Service",
+          );
+        services.push({ ...svc, origin });
         return;
       }
       case "discovery.k8s.io/v1 EndpointSlice": {
-        const s = validateEndpointSlice(obj, reporter);
+        const s = validateEndpointSlice(object, reporter);
         if (s) slices.push({ ...s, origin });
         return;
       }
       case "v1 Endpoints": {
-        const list = validateEndpoints(obj, reporter);
+        const list = validateEndpoints(object, reporter);
         if (list)
           endpoints.push({
             slices: list.map((s) => ({ ...s, origin })),
-            key: `${String(meta.namespace || "default")}/${String(meta.name)}`,
+            key: `${String(meta.namespace)}/${String(meta.name)}`,
           });
         return;
       }
       case "v1 Node": {
-        const n = validateNode(obj, reporter);
+        const n = validateNode(object, reporter);
         if (n) nodes.push(n);
         return;
       }
     }
     if (opts.workloads && WORKLOAD_KINDS.has(typeKey)) {
-      const w = validateWorkload(kind, obj, reporter);
+      const w = validateWorkload(kind, object, reporter);
       if (w) workloads.push({ ...w, origin });
       return;
     }
     skipped.set(typeKey, (skipped.get(typeKey) ?? 0) + 1);
   };
 
-  for (const { file, text } of files) {
+  for (const { file, text } of withoutBuildInputs(files, notes)) {
     const parsed = parseManifestText(file, text);
     errors.push(...parsed.errors);
     for (const doc of parsed.docs) visit(doc, doc.value, doc.base);
@@ -152,5 +227,5 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
   for (const e of endpoints) if (!withSlices.has(e.key)) slices.push(...e.slices);
 
   const node = nodes.find((n) => n.name === opts.nodeName);
-  return { state: { services, endpointSlices: slices, node }, nodes, workloads, errors, warnings, skipped };
+  return { state: { services, endpointSlices: slices, node }, nodes, workloads, errors, warnings, notes, skipped };
 }

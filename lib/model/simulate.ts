@@ -3,9 +3,15 @@
  * EndpointSlice, made from the workloads whose pod labels match — what the EndpointSlice
  * controller would produce once the pods run. Pod IPs are deterministic: a hash of the pod's
  * identity placed inside the cluster CIDR, so adding one workload does not move the others.
+ *
+ * Pods carry the labels their controller adds that Services select on (a StatefulSet pod's
+ * `statefulset.kubernetes.io/pod-name` and `apps.kubernetes.io/pod-index`), and run on a
+ * node: a DaemonSet's on every known node, others spread over the known nodes by a hash of
+ * their identity (one node, the rendering one, when the input has no Node objects).
  */
 import { sha256 } from "../util/sha256.ts";
-import { type CIDR, type IPFamily, parseCIDR } from "./ip.ts";
+import { AddressPool } from "./allocate.ts";
+import { type IPFamily, parseCIDR } from "./ip.ts";
 import type { EndpointSlice, Origin, Protocol, Service } from "./types.ts";
 import { Fields, isIANASvcName, type Reporter, readMeta } from "./validate.ts";
 
@@ -24,6 +30,10 @@ export interface Workload {
   ports: ContainerPort[];
   /** Pods only: status.podIPs, when present. */
   podIPs: string[];
+  /** Pods only: spec.nodeName, when present. */
+  nodeName?: string;
+  /** Pods only: false when status.conditions says Ready is not True. */
+  ready?: boolean;
   origin?: Origin;
 }
 
@@ -73,7 +83,15 @@ export function validateWorkload(kind: string, obj: Record<string, unknown>, r: 
     });
   });
   const podIPs: string[] = [];
+  let nodeName: string | undefined;
+  let ready: boolean | undefined;
   if (kind === "Pod") {
+    nodeName = f.str(spec.nodeName, ["spec", "nodeName"]) || undefined;
+    const st = f.obj(obj.status, ["status"]) ?? {};
+    f.list(st.conditions, ["status", "conditions"]).forEach((c) => {
+      if (typeof c === "object" && c !== null && (c as Record<string, unknown>).type === "Ready")
+        ready = (c as Record<string, unknown>).status === "True";
+    });
     const status = f.obj(obj.status, ["status"]) ?? {};
     const ips = f.list(status.podIPs, ["status", "podIPs"]);
     ips.forEach((v, i) => {
@@ -87,7 +105,17 @@ export function validateWorkload(kind: string, obj: Record<string, unknown>, r: 
     }
   }
   if (failed) return undefined;
-  return { kind, namespace: meta.namespace, name: meta.name, replicas, podLabels, ports, podIPs };
+  return {
+    kind,
+    namespace: meta.namespace,
+    name: meta.name,
+    replicas,
+    podLabels,
+    ports,
+    podIPs,
+    ...(nodeName ? { nodeName } : {}),
+    ...(ready === false ? { ready } : {}),
+  };
 }
 
 export interface SimulationWarning {
@@ -105,44 +133,52 @@ function matches(selector: Record<string, string>, labels: Record<string, string
   return true;
 }
 
-/** Deterministic addresses inside a CIDR, never the network or (IPv4) broadcast address. */
-class Allocator {
-  private used = new Set<string>();
-  constructor(private cidr: CIDR) {}
-
-  take(identity: string): string | undefined {
-    const hostBits = this.cidr.bytes.length * 8 - this.cidr.prefix;
-    const size = hostBits >= 48 ? 2 ** 48 : 2 ** hostBits;
-    const usable = this.cidr.family === "IPv4" ? size - 2 : size - 1;
-    if (usable < 1 || this.used.size >= usable) return undefined;
-    const d = sha256(identity);
-    let n = ((d[0] * 2 ** 40 + d[1] * 2 ** 32 + ((d[2] << 24) | (d[3] << 16) | (d[4] << 8) | d[5])) >>> 0) % usable;
-    for (;;) {
-      const offset = n + 1;
-      const bytes = [...this.cidr.bytes];
-      let rest = offset;
-      for (let i = bytes.length - 1; i >= 0 && rest > 0; i--) {
-        const sum = bytes[i] + (rest % 256);
-        bytes[i] = sum % 256;
-        rest = Math.floor(rest / 256) + Math.floor(sum / 256);
-      }
-      const text =
-        this.cidr.family === "IPv4"
-          ? bytes.join(".")
-          : (parseCIDR(`${bytesToV6(bytes)}/128`)?.text.split("/")[0] ?? "");
-      if (!this.used.has(text)) {
-        this.used.add(text);
-        return text;
-      }
-      n = (n + 1) % usable;
-    }
-  }
+/** Where simulated pods get their addresses and nodes. */
+export interface SimulationOptions {
+  /** Pod CIDRs (`--cluster-cidr`), at most one per family. */
+  clusterCIDRs: readonly string[];
+  /** Node objects of the input: pods are spread over them. */
+  nodes: readonly string[];
+  /** The rendering node (`--hostname-override`): where pods run when `nodes` is empty. */
+  nodeName: string;
 }
 
-function bytesToV6(b: number[]): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((b[i] << 8) | b[i + 1]).toString(16));
-  return groups.join(":");
+/** One pod a workload stands for. */
+interface SimPod {
+  w: Workload;
+  index: number;
+  labels: Record<string, string>;
+  nodeName: string;
+  ready: boolean;
+}
+
+const STS_POD_NAME = "statefulset.kubernetes.io/pod-name";
+const POD_INDEX = "apps.kubernetes.io/pod-index";
+
+function digest32(s: string): number {
+  const d = sha256(s);
+  return ((d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3]) >>> 0;
+}
+
+/** The pods a workload stands for, with the labels and node their controller gives them. */
+function podsOf(w: Workload, nodes: readonly string[], here: string): SimPod[] {
+  const ready = w.ready !== false;
+  if (w.kind === "Pod") return [{ w, index: 0, labels: w.podLabels, nodeName: w.nodeName ?? here, ready }];
+  if (w.kind === "DaemonSet") {
+    const on = nodes.length > 0 ? nodes : [here];
+    return on.map((nodeName, index) => ({ w, index, labels: w.podLabels, nodeName, ready }));
+  }
+  const pods: SimPod[] = [];
+  for (let i = 0; i < w.replicas; i++) {
+    const labels =
+      w.kind === "StatefulSet"
+        ? { ...w.podLabels, [STS_POD_NAME]: `${w.name}-${i}`, [POD_INDEX]: `${i}` }
+        : w.podLabels;
+    const nodeName =
+      nodes.length > 0 ? nodes[digest32(`${w.namespace}/${w.kind}/${w.name}/${i}`) % nodes.length] : here;
+    pods.push({ w, index: i, labels, nodeName, ready });
+  }
+  return pods;
 }
 
 /**
@@ -153,23 +189,26 @@ export function simulateEndpoints(
   services: readonly Service[],
   existing: readonly EndpointSlice[],
   workloads: readonly Workload[],
-  clusterCIDRs: readonly string[],
+  opts: SimulationOptions,
 ): SimulationResult {
   const warnings: SimulationWarning[] = [];
   const slices: EndpointSlice[] = [];
   const covered = new Set(existing.map((s) => `${s.namespace}/${s.labels["kubernetes.io/service-name"] ?? ""}`));
-  const cidrs = clusterCIDRs.map((c) => parseCIDR(c.trim())).filter((c) => c !== undefined);
-  const allocators = new Map<IPFamily, Allocator>();
-  for (const c of cidrs) if (!allocators.has(c.family)) allocators.set(c.family, new Allocator(c));
+  const cidrs = opts.clusterCIDRs.map((c) => parseCIDR(c.trim())).filter((c) => c !== undefined);
+  // Offset 0 (the network address) is never a pod's.
+  const pools = new Map<IPFamily, AddressPool>();
+  for (const c of cidrs) if (!pools.has(c.family)) pools.set(c.family, new AddressPool(c, 1));
+  const nodes = [...opts.nodes].sort();
   // Pod identities are allocated in a fixed order so results never depend on input order.
-  const sortedWorkloads = [...workloads].sort((a, b) =>
-    `${a.namespace}/${a.kind}/${a.name}` < `${b.namespace}/${b.kind}/${b.name}` ? -1 : 1,
-  );
+  const pods = [...workloads]
+    .sort((a, b) => (`${a.namespace}/${a.kind}/${a.name}` < `${b.namespace}/${b.kind}/${b.name}` ? -1 : 1))
+    .flatMap((w) => podsOf(w, nodes, opts.nodeName));
   const podIPCache = new Map<string, string | undefined>();
-  const podIP = (w: Workload, i: number, family: IPFamily): string | undefined => {
+  const podIP = (p: SimPod, family: IPFamily): string | undefined => {
+    const w = p.w;
     if (w.podIPs.length > 0) return w.podIPs.find((ip) => ip.includes(":") === (family === "IPv6"));
-    const id = `${family} ${w.namespace}/${w.kind}/${w.name}/${i}`;
-    if (!podIPCache.has(id)) podIPCache.set(id, allocators.get(family)?.take(id));
+    const id = `${family} ${w.namespace}/${w.kind}/${w.name}/${p.index}`;
+    if (!podIPCache.has(id)) podIPCache.set(id, pools.get(family)?.take(id));
     return podIPCache.get(id);
   };
 
@@ -177,14 +216,14 @@ export function simulateEndpoints(
     const key = `${svc.namespace}/${svc.name}`;
     if (!svc.selector || covered.has(key) || svc.type === "ExternalName") continue;
     const selector = svc.selector;
-    const matched = sortedWorkloads.filter((w) => w.namespace === svc.namespace && matches(selector, w.podLabels));
+    const matched = pods.filter((p) => p.w.namespace === svc.namespace && matches(selector, p.labels));
     if (matched.length === 0) {
       warnings.push({ origin: svc.origin, message: `Service ${key}: selector matches no workload in the manifests` });
       continue;
     }
     const families = svc.ipFamilies.length > 0 ? svc.ipFamilies : (["IPv4"] as IPFamily[]);
     for (const family of families) {
-      if (!allocators.has(family) && matched.some((w) => w.podIPs.length === 0)) {
+      if (!pools.has(family) && matched.some((p) => p.w.podIPs.length === 0)) {
         warnings.push({
           origin: svc.origin,
           message: `Service ${key}: no ${family} --cluster-cidr to place simulated pod IPs in`,
@@ -192,14 +231,15 @@ export function simulateEndpoints(
         continue;
       }
       // Group pods by their resolved port numbers: one slice per distinct set.
-      const groups = new Map<string, { ports: number[]; ips: string[] }>();
+      const groups = new Map<string, { ports: number[]; pods: { ip: string; pod: SimPod }[] }>();
       const warned = new Set<string>();
-      for (const w of matched) {
+      for (const pod of matched) {
+        const w = pod.w;
         const resolved = svc.ports.map((p) => {
           if (typeof p.targetPort === "string") {
             const cp = w.ports.find((c) => c.name === p.targetPort && c.protocol === p.protocol);
-            if (!cp && !warned.has(`${w.name}/${p.targetPort}`)) {
-              warned.add(`${w.name}/${p.targetPort}`);
+            if (!cp && !warned.has(`${w.kind}/${w.name}/${p.targetPort}`)) {
+              warned.add(`${w.kind}/${w.name}/${p.targetPort}`);
               warnings.push({
                 origin: w.origin,
                 message: `Service ${key}: targetPort ${JSON.stringify(p.targetPort)} is not declared by any container of ${w.kind} ${w.namespace}/${w.name}`,
@@ -211,15 +251,13 @@ export function simulateEndpoints(
         });
         const gk = resolved.join(",");
         let g = groups.get(gk);
-        if (!g) groups.set(gk, (g = { ports: resolved, ips: [] }));
-        for (let i = 0; i < w.replicas; i++) {
-          const ip = podIP(w, i, family);
-          if (ip) g.ips.push(ip);
-        }
+        if (!g) groups.set(gk, (g = { ports: resolved, pods: [] }));
+        const ip = podIP(pod, family);
+        if (ip) g.pods.push({ ip, pod });
       }
       let n = 0;
       for (const g of groups.values()) {
-        if (g.ips.length === 0) continue;
+        if (g.pods.length === 0) continue;
         slices.push({
           namespace: svc.namespace,
           name: `${svc.name}-simulated-${family === "IPv6" ? "v6-" : ""}${n++}`,
@@ -227,11 +265,13 @@ export function simulateEndpoints(
           addressType: family,
           // A named port no container declares resolves to 0: kube-proxy skips such a port.
           ports: svc.ports.map((p, i) => ({ name: p.name, port: g.ports[i], protocol: p.protocol })),
-          endpoints: g.ips.map((ip) => ({
+          endpoints: g.pods.map(({ ip, pod }) => ({
             addresses: [ip],
-            ready: true,
-            serving: true,
+            // publishNotReadyAddresses: the controller publishes every pod as ready.
+            ready: pod.ready || svc.publishNotReadyAddresses === true,
+            serving: pod.ready,
             terminating: false,
+            nodeName: pod.nodeName || undefined,
             zoneHints: [],
             nodeHints: [],
           })),

@@ -59,8 +59,18 @@ export interface Service {
   internalTrafficPolicy: TrafficPolicy;
   /** 0 when unset. */
   healthCheckNodePort: number;
+  /** spec.ipFamilyPolicy as written; the API server defaults it to SingleStack. */
+  ipFamilyPolicy?: IPFamilyPolicy;
+  /** spec.ipFamilies as written (the order is the preference); read when allocating. */
+  requestedIPFamilies?: IPFamily[];
+  /** spec.publishNotReadyAddresses: the endpoint controller marks every address ready. */
+  publishNotReadyAddresses?: boolean;
+  /** spec.allocateLoadBalancerNodePorts (LoadBalancer only; default true). */
+  allocateLoadBalancerNodePorts?: boolean;
   origin?: Origin;
 }
+
+export type IPFamilyPolicy = "SingleStack" | "PreferDualStack" | "RequireDualStack";
 
 export interface EndpointPort {
   /** "" when unnamed (the API server's default); null is kept for library callers. */

@@ -11,6 +11,7 @@ import type {
   Endpoint,
   EndpointPort,
   EndpointSlice,
+  IPFamilyPolicy,
   LoadBalancerIngress,
   Node,
   Protocol,
@@ -167,6 +168,7 @@ export function readMeta(
 const PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
 const TYPES = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] as const;
 const POLICIES = ["Cluster", "Local"] as const;
+const IP_FAMILY_POLICIES = ["SingleStack", "PreferDualStack", "RequireDualStack"] as const;
 
 /** Validate and default a v1 Service. undefined when it has errors (reported). */
 export function validateService(obj: Record<string, unknown>, r: Reporter): Service | undefined {
@@ -189,6 +191,11 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
   const rawIPs = f.list(spec.clusterIPs, ["spec", "clusterIPs"]);
   let clusterIPs: string[] = [];
   const ipFamilies: IPFamily[] = [];
+  const requestedIPFamilies: IPFamily[] = [];
+  const ipFamilyPolicy =
+    spec.ipFamilyPolicy === undefined
+      ? undefined
+      : f.oneOf<IPFamilyPolicy>(spec.ipFamilyPolicy, ["spec", "ipFamilyPolicy"], IP_FAMILY_POLICIES, "SingleStack");
   const headless = clusterIPText === "None" || rawIPs[0] === "None";
   if (headless) {
     clusterIPs = ["None"];
@@ -215,6 +222,8 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
       if (fam !== "IPv4" && fam !== "IPv6") f.r.error(["spec", "ipFamilies", i], `${q(fam)} is not one of IPv4, IPv6`);
       else if (i < ipFamilies.length && ipFamilies[i] !== fam)
         f.r.error(["spec", "ipFamilies", i], `${q(fam)} does not match the family of spec.clusterIPs[${i}]`);
+      else if (requestedIPFamilies.includes(fam)) f.r.error(["spec", "ipFamilies", i], `duplicate family ${q(fam)}`);
+      else requestedIPFamilies.push(fam);
     });
   }
 
@@ -241,8 +250,6 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     const nodePort = f.int(p.nodePort, [...path, "nodePort"], 0, 65535) ?? 0;
     if (nodePort !== 0 && type !== "NodePort" && type !== "LoadBalancer")
       f.r.error([...path, "nodePort"], `may not be used when type is ${q(type)}`);
-    else if (nodePort !== 0 && (nodePort < 30000 || nodePort > 32767))
-      f.r.warn([...path, "nodePort"], `${nodePort} is outside the default NodePort range 30000-32767`);
     if (port !== undefined) {
       const key = `${port}/${protocol}`;
       if (seen.has(key)) f.r.error([...path, "port"], `duplicate port ${key}`);
@@ -349,14 +356,19 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
   // Read only for LoadBalancer with ETP Local; elsewhere accepted and ignored (as kube-proxy).
   const healthCheckNodePort = f.int(spec.healthCheckNodePort, ["spec", "healthCheckNodePort"], 0, 65535) ?? 0;
 
+  const publishNotReadyAddresses = f.bool(spec.publishNotReadyAddresses, ["spec", "publishNotReadyAddresses"]);
+  const allocateLoadBalancerNodePorts = f.bool(
+    spec.allocateLoadBalancerNodePorts,
+    ["spec", "allocateLoadBalancerNodePorts"],
+  );
+  if (allocateLoadBalancerNodePorts !== undefined && type !== "LoadBalancer")
+    f.r.error(["spec", "allocateLoadBalancerNodePorts"], 'may only be used when type is "LoadBalancer"');
+
   let selector: Record<string, string> | undefined;
   if (spec.selector !== undefined && spec.selector !== null) {
     selector = f.labels(spec.selector, ["spec", "selector"]);
     if (Object.keys(selector).length === 0) selector = undefined;
   }
-
-  if (!headless && type !== "ExternalName" && clusterIPs.length === 0 && !failed)
-    r.warn(["spec", "clusterIP"], "no clusterIP: the API server would allocate one; skipping this Service");
 
   if (failed) return undefined;
   return {
@@ -376,6 +388,10 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     externalTrafficPolicy,
     internalTrafficPolicy,
     healthCheckNodePort,
+    ...(ipFamilyPolicy ? { ipFamilyPolicy } : {}),
+    ...(requestedIPFamilies.length > 0 ? { requestedIPFamilies } : {}),
+    ...(publishNotReadyAddresses ? { publishNotReadyAddresses } : {}),
+    ...(allocateLoadBalancerNodePorts === false ? { allocateLoadBalancerNodePorts } : {}),
   };
 }
 
