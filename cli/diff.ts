@@ -45,7 +45,9 @@ export function diffCommand(io: IO, setExit: (code: number) => void) {
         "legacy",
       ]),
     )
-    .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
+    .addOption(
+      new Option("-o, --output <format>", "output format").choices(["text", "json", "markdown"]).default("text"),
+    )
     .option("--no-color", "no colour, even on a terminal")
     .addHelpText("after", EXAMPLES)
     .action(async (...args) => {

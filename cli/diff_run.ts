@@ -8,6 +8,8 @@ import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import type { Ruleset } from "../lib/proxy/ruleset.ts";
+import { type Review, reviewChanges } from "../lib/review.ts";
+import { reviewMarkdown } from "./diff_markdown.ts";
 import { type IO, readFlagFile, UsageError } from "./io.ts";
 import type { ClusterFlagValues, NodeFlagValues } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
@@ -71,14 +73,23 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
     let desired: SaveDump;
     let jumps = true;
     let labels = { oldLabel: "live", newLabel: "desired" };
+    let review: Review | undefined;
+    if (opts.output === "markdown" && !(opts.from || opts.to))
+      throw new UsageError("-o markdown reviews a change: give --from BASE --to HEAD");
     if (opts.from || opts.to) {
       if (!opts.from || !opts.to) throw new UsageError("--from and --to go together");
       if (paths.length > 0 || opts.live)
         throw new UsageError("--from/--to compare two manifest sets: no PATH or --live with them");
-      old = dumpOf(renderPaths(opts.from, opts, io, family).ruleset);
-      desired = dumpOf(renderPaths(opts.to, opts, io, family).ruleset);
+      const before = renderPaths(opts.from, opts, io, family);
+      const after = renderPaths(opts.to, opts, io, family);
+      old = dumpOf(before.ruleset);
+      desired = dumpOf(after.ruleset);
       jumps = false;
       labels = { oldLabel: "from", newLabel: "to" };
+      review = reviewChanges(
+        { services: before.loaded.state.services, ports: before.ruleset.services },
+        { services: after.loaded.state.services, ports: after.ruleset.services },
+      );
     } else {
       // Reading the host's tables needs root: say so before any other work.
       if (!opts.live && process.getuid?.() !== 0)
@@ -104,7 +115,12 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
       }
     }
     const result = compareDumps(old, desired, { family, jumps, ...labels });
-    if (opts.output === "json") {
+    if (opts.output === "markdown" && review) {
+      const simulated = opts.simulate === true || opts.simulateEndpoints === true;
+      io.stdout(
+        reviewMarkdown(review, result, { from: (opts.from ?? []).join(" "), to: (opts.to ?? []).join(" ") }, simulated),
+      );
+    } else if (opts.output === "json") {
       const { chains, summary } = result;
       io.stdout(
         `${JSON.stringify(
@@ -113,6 +129,7 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
             drift: chains.length > 0,
             summary,
             chains: chains.map(({ patch: _patch, ...c }) => c),
+            ...(review ? { review } : {}),
           },
           null,
           2,

@@ -72,6 +72,21 @@ function digest(identity: string): number {
   return ((d[2] << 24) | (d[3] << 16) | (d[4] << 8) | d[5]) >>> 0;
 }
 
+/**
+ * The first free slot of an identity's own sequence: its hash, then hashes of
+ * `identity#1`, `identity#2`… (so two identities that collide once do not keep colliding, and
+ * a freed slot moves only those whose sequence passed through it), then a linear scan.
+ */
+function probe(identity: string, size: number, free: (i: number) => boolean): number | undefined {
+  let n = digest(identity) % size;
+  for (let k = 1; k <= 32; k++) {
+    if (free(n)) return n;
+    n = digest(`${identity}#${k}`) % size;
+  }
+  for (let tries = 0; tries < size; tries++, n = (n + 1) % size) if (free(n)) return n;
+  return undefined;
+}
+
 function bytesToV6(b: number[]): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((b[i] << 8) | b[i + 1]).toString(16));
@@ -110,16 +125,11 @@ export class AddressPool {
 
   take(identity: string): string | undefined {
     if (this.usable < 1 || this.used.size >= this.usable) return undefined;
-    let n = digest(identity) % this.usable;
-    for (let tries = 0; tries < this.usable; tries++) {
-      const text = this.at(this.first + n);
-      if (!this.used.has(text)) {
-        this.used.add(text);
-        return text;
-      }
-      n = (n + 1) % this.usable;
-    }
-    return undefined;
+    const n = probe(identity, this.usable, (i) => !this.used.has(this.at(this.first + i)));
+    if (n === undefined) return undefined;
+    const text = this.at(this.first + n);
+    this.used.add(text);
+    return text;
   }
 
   private at(offset: number): string {
@@ -145,15 +155,10 @@ class PortPool {
 
   take(identity: string): number | undefined {
     const { base, size } = this.range;
-    let n = digest(identity) % size;
-    for (let tries = 0; tries < size; tries++) {
-      if (!this.used.has(base + n)) {
-        this.used.add(base + n);
-        return base + n;
-      }
-      n = (n + 1) % size;
-    }
-    return undefined;
+    const n = probe(identity, size, (i) => !this.used.has(base + i));
+    if (n === undefined) return undefined;
+    this.used.add(base + n);
+    return base + n;
   }
 }
 
