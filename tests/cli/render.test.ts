@@ -165,18 +165,20 @@ describe("kip render (compiled)", () => {
     expect(j.summary).toEqual({ services: 4, servicePorts: 6, endpoints: 13, chains: 30, rules: 63 });
   });
 
-  test("--simulate-endpoints with --strict fails on warnings, without it renders", () => {
+  test("--simulate with --strict fails on warnings, without it renders (--simulate-endpoints: the older name)", () => {
     const dir = tmp({
       "svc.yaml":
         "apiVersion: v1\nkind: Service\nmetadata: {name: lonely}\nspec:\n  clusterIP: 10.96.0.50\n  selector: {app: nobody}\n  ports: [{port: 80}]\n",
     });
-    const args = ["render", "examples/app", dir, "--simulate-endpoints", "--cluster-cidr", "10.244.0.0/16"];
+    const args = ["render", "examples/ci-app/k8s", dir, "--simulate", "-n", "shop", "--cluster-cidr", "10.244.0.0/16"];
     const loose = kip(args);
     expect(loose.code).toBe(0);
     expect(loose.stderr).toContain(
-      `warning: ${join(dir, "svc.yaml")}:1: Service default/lonely: selector matches no workload in the manifests`,
+      `warning: ${join(dir, "svc.yaml")}:1: Service shop/lonely: selector matches no workload in the manifests`,
     );
-    expect(loose.stdout).toContain("shop/web:http -> 10.244.");
+    expect(loose.stdout).toContain("shop/frontend:http -> 10.244.");
+    const older = kip(args.map((a) => (a === "--simulate" ? "--simulate-endpoints" : a)));
+    expect(older.stdout).toBe(loose.stdout);
     const strict = kip([...args, "--strict"]);
     expect(strict.code).toBe(1);
     expect(strict.stdout).toBe("");
