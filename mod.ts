@@ -38,6 +38,16 @@ export { compareDumps, type DiffResult } from "./lib/iptables/compare.ts";
 export { JUMP_RULES } from "./lib/iptables/jumps.ts";
 /** iptables-save text → tables, chains, rules; and the engine's output as the same shape. */
 export { dumpOfTables, parseSave, type SaveDump } from "./lib/iptables/save_parser.ts";
+/** What `--simulate` allocates as the API server would (cluster IPs, node ports), and the cluster's ranges. */
+export {
+  type Allocated,
+  allocateServices,
+  type ClusterPolicy,
+  defaultClusterPolicy,
+  type PortRange,
+  parsePortRange,
+  parseServiceCIDRs,
+} from "./lib/model/allocate.ts";
 /** IP and CIDR parsing with kube-proxy's rules (leading zeros, canonical text). */
 export { type CIDR, type IP, type IPFamily, parseCIDR, parseIP } from "./lib/model/ip.ts";
 /** Parse and validate manifest texts into the engine's model; problems carry file:line. */
@@ -60,4 +70,6 @@ export { type Ruleset, summarize, toJSON, toRestore } from "./lib/proxy/ruleset.
 export { ChangeTracker } from "./lib/proxy/tracker.ts";
 /** Manifest texts + config → rules for one family: what `kip render` does. */
 export { type RenderOptions, type RenderResult, renderManifests } from "./lib/render.ts";
+/** Two renders of a manifest set → what a reviewer needs: exposure changes, Services, endpoints. */
+export { type ExposureChange, type Review, type ReviewSide, reviewChanges } from "./lib/review.ts";
 export { VERSION } from "./lib/version.ts";
