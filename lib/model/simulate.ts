@@ -203,6 +203,12 @@ export function simulateEndpoints(
   const pods = [...workloads]
     .sort((a, b) => (`${a.namespace}/${a.kind}/${a.name}` < `${b.namespace}/${b.kind}/${b.name}` ? -1 : 1))
     .flatMap((w) => podsOf(w, nodes, opts.nodeName));
+  const podsByNamespace = new Map<string, SimPod[]>();
+  for (const p of pods) {
+    const list = podsByNamespace.get(p.w.namespace);
+    if (list) list.push(p);
+    else podsByNamespace.set(p.w.namespace, [p]);
+  }
   const podIPCache = new Map<string, string | undefined>();
   const podIP = (p: SimPod, family: IPFamily): string | undefined => {
     const w = p.w;
@@ -216,7 +222,7 @@ export function simulateEndpoints(
     const key = `${svc.namespace}/${svc.name}`;
     if (!svc.selector || covered.has(key) || svc.type === "ExternalName") continue;
     const selector = svc.selector;
-    const matched = pods.filter((p) => p.w.namespace === svc.namespace && matches(selector, p.labels));
+    const matched = (podsByNamespace.get(svc.namespace) ?? []).filter((p) => matches(selector, p.labels));
     if (matched.length === 0) {
       warnings.push({ origin: svc.origin, message: `Service ${key}: selector matches no workload in the manifests` });
       continue;
