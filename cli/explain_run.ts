@@ -19,8 +19,9 @@ import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
 import { type IPFamily, isLoopback, parseCIDR, parseIP } from "../lib/model/ip.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
+import { DEFAULT_SIMULATED_POD_CIDRS } from "../lib/render.ts";
 import { type IO, readFlagFile, UsageError } from "./io.ts";
-import { type ClusterFlagValues, type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
+import { type ClusterFlagValues, type NodeFlagValues, resolveClusterFlags, resolveProxyConfig } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
 export interface ExplainFlags extends NodeFlagValues, ClusterFlagValues {
@@ -121,7 +122,13 @@ export function rulesFromManifests(
     dump,
     host: hostFromOptions(o, podInterfaceOf(o)),
     services,
-    podCIDR: d.mode === "ClusterCIDR" || d.mode === "NodeCIDR" ? d.cidr : undefined,
+    // Simulated pods live in the default pod CIDRs when --cluster-cidr names none.
+    podCIDR:
+      d.mode === "ClusterCIDR" || d.mode === "NodeCIDR"
+        ? d.cidr
+        : resolveClusterFlags(opts).simulate
+          ? DEFAULT_SIMULATED_POD_CIDRS.find((c) => c.includes(":") === (family === "IPv6"))
+          : undefined,
     nodeIP: nodeIP && !isLoopback(nodeIP) ? o.nodeIP : o.hostIPs.find((a) => !isLoopback(parseIP(a)!)),
     source: `rendered from ${paths.join(" ")} for node ${o.nodeName} (${family}), with kube-proxy's jump rules in the built-in chains`,
     notes: [],

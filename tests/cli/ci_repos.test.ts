@@ -93,6 +93,13 @@ describe("kip render --simulate on application repositories", () => {
     });
   }
 
+  test("kip explain follows a packet through the simulated rules", () => {
+    const r = kip(["explain", "examples/ci-app/k8s", "--simulate", "-n", "shop", "--service", "shop/frontend:http"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/from a pod/);
+    expect((r.stdout.match(/^├─ 1\/3 \(33\.3%\)|^└─ 1\/3 \(33\.3%\)/gm) ?? []).length).toBe(3);
+  });
+
   test("a kustomization.yaml is skipped with a note that says what to do", () => {
     const r = render("examples/ci-app/k8s", "shop");
     expect(r.code).toBe(0);
