@@ -8,6 +8,7 @@ import type { Problem } from "../lib/model/load.ts";
 import { type Ruleset, summarize, toJSON } from "../lib/proxy/ruleset.ts";
 import { type RenderResult, renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";
+import { bare } from "../lib/util/quote.ts";
 import { type IO, UsageError } from "./io.ts";
 import {
   addNodeFlags,
@@ -59,7 +60,7 @@ export function renderCommand(io: IO, setExit: (code: number) => void) {
 }
 
 function printProblems(io: IO, label: string, list: Problem[]): void {
-  for (const p of list) io.stderr(`${label}: ${p.file ? `${p.file}:${p.line}: ` : ""}${p.message}\n`);
+  for (const p of list) io.stderr(`${label}: ${p.file ? `${bare(p.file)}:${p.line}: ` : ""}${p.message}\n`);
 }
 
 export interface RenderFlags extends NodeFlagValues, ClusterFlagValues {
@@ -88,9 +89,9 @@ export function renderPaths(
     cluster: c.cluster,
     checkServiceCIDRs: c.checkServiceCIDRs,
   });
-  for (const n of result.loaded.notes) io.stderr(`kip: note: ${n.file}: ${n.message}\n`);
+  for (const n of result.loaded.notes) io.stderr(`kip: note: ${bare(n.file)}: ${n.message}\n`);
   if (result.errors.length === 0 && result.loaded.state.services.length === 0)
-    result.warnings.push({ file: "", line: 0, message: `no Services in ${paths.join(" ")}` });
+    result.warnings.push({ file: "", line: 0, message: `no Services in ${paths.map(bare).join(" ")}` });
   printProblems(io, "warning", result.warnings);
   if (
     !c.simulate &&

@@ -1,8 +1,16 @@
 /**
  * Manifests (text) → ClusterState, with every problem located at file:line and field path.
  */
+import { bare, quote } from "../util/quote.ts";
 import { type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
 import { type PolicyCheck, servicePolicyProblems } from "./policy.ts";
+import {
+  apiVersionProblem,
+  checkUnknownFields,
+  KNOWN_FIELDS,
+  servedVersion,
+  WORKLOAD_KINDS as WORKLOAD_KIND_NAMES,
+} from "./rules.ts";
 import { validateWorkload, type Workload } from "./simulate.ts";
 import type { ClusterState, EndpointSlice, Node, Origin, Service } from "./types.ts";
 import { type Reporter, validateEndpointSlice, validateEndpoints, validateNode, validateService } from "./validate.ts";
@@ -41,9 +49,16 @@ export interface LoadResult {
 /** `spec.ports[0].port` from ["spec", "ports", 0, "port"]. */
 export function formatPath(path: Path): string {
   let s = "";
-  for (const p of path) s += typeof p === "number" ? `[${p}]` : s === "" ? p : `.${p}`;
+  for (const p of path) {
+    // Keys come from the input: a key that is not a plain word is quoted and escaped.
+    if (typeof p === "number") s += `[${p}]`;
+    else if (!PLAIN_KEY.test(p)) s += `[${quote(p)}]`;
+    else s += s === "" ? p : `.${p}`;
+  }
   return s;
 }
+
+const PLAIN_KEY = /^[A-Za-z0-9_./-]{1,253}$/;
 
 const WORKLOAD_KINDS = new Set([
   "apps/v1 Deployment",
@@ -124,7 +139,12 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
       });
       return;
     }
-    if (kind.endsWith("List") && Array.isArray(obj.items)) {
+    if (kind.endsWith("List") && obj.items !== undefined && obj.items !== null) {
+      if (!Array.isArray(obj.items)) {
+        const message = `${bare(kind)}: items: must be a list, not ${quote(obj.items)}`;
+        errors.push({ file: doc.file, line: at(["items"]), message });
+        return;
+      }
       for (const [i, item] of obj.items.entries()) visit(doc, item, [...base, "items", i]);
       return;
     }
@@ -146,8 +166,10 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
       value = { ...obj, metadata: meta };
     }
     const object = value as Record<string, unknown>;
-    const ident = `${typeof meta.namespace === "string" ? `${meta.namespace}/` : ""}${String(meta.name ?? "?")}`;
-    const where = `${kind} ${ident}`;
+    const name = typeof meta.name === "string" || typeof meta.name === "number" ? String(meta.name) : "?";
+    const ident = `${typeof meta.namespace === "string" ? `${meta.namespace}/` : ""}${name}`;
+    // Kind and name come from the input: printed bare only when they are plain words.
+    const where = `${bare(kind)} ${bare(ident)}`;
     const reporter: Reporter = {
       error: (p, m) => errors.push({ file: doc.file, line: at(p), message: `${where}: ${formatPath(p)}: ${m}` }),
       warn: (p, m) => warnings.push({ file: doc.file, line: at(p), message: `${where}: ${formatPath(p)}: ${m}` }),
@@ -160,12 +182,27 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
       },
     };
     const typeKey = `${apiVersion} ${kind}`;
+    // A kind kip reads under a version the API server no longer serves (EndpointSlice in
+    // discovery.k8s.io/v1beta1) would otherwise vanish as "another kind".
+    const versionProblem =
+      opts.workloads || !WORKLOAD_KIND_NAMES.has(kind) ? apiVersionProblem(apiVersion, kind) : undefined;
+    if (versionProblem) {
+      reporter.error(["apiVersion"], `${quote(apiVersion)}: ${versionProblem}`);
+      return;
+    }
+    // Unknown fields are warnings, as kubectl's field validation gives them.
+    const reads = servedVersion(kind) === apiVersion && (opts.workloads || !WORKLOAD_KIND_NAMES.has(kind));
+    if (reads) checkUnknownFields(KNOWN_FIELDS[kind], obj, [], reporter.warn);
     if (["v1 Service", "discovery.k8s.io/v1 EndpointSlice", "v1 Endpoints", "v1 Node"].includes(typeKey)) {
       const key = `${typeKey} ${kind === "Node" ? String(meta.name) : `${String(meta.namespace)}/${String(meta.name)}`}`;
       const prev = seen.get(key);
       if (prev) {
         const first = `${prev.file}:${prev.line}`;
-        errors.push({ file: doc.file, line: origin.line, message: `${where}: defined twice (first at ${first})` });
+        errors.push({
+          file: doc.file,
+          line: at(["metadata", "name"]),
+          message: `${where}: metadata.name: defined twice (first at ${first})`,
+        });
         return;
       }
       seen.set(key, origin);
@@ -212,7 +249,8 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
       if (w) workloads.push({ ...w, origin });
       return;
     }
-    skipped.set(typeKey, (skipped.get(typeKey) ?? 0) + 1);
+    const skippedKey = `${bare(apiVersion)} ${bare(kind)}`;
+    skipped.set(skippedKey, (skipped.get(skippedKey) ?? 0) + 1);
   };
 
   for (const { file, text } of withoutBuildInputs(files, notes)) {

@@ -9,6 +9,8 @@
  * node: a DaemonSet's on every known node, others spread over the known nodes by a hash of
  * their identity (one node, the rendering one, when the input has no Node objects).
  */
+
+import { quote } from "../util/quote.ts";
 import { sha256 } from "../util/sha256.ts";
 import { AddressPool } from "./allocate.ts";
 import { type IPFamily, parseCIDR } from "./ip.ts";
@@ -68,16 +70,17 @@ export function validateWorkload(kind: string, obj: Record<string, unknown>, r: 
   }
   const ports: ContainerPort[] = [];
   f.list(podSpec.containers, [...specPath, "containers"]).forEach((rc, ci) => {
-    const c = f.obj(rc, [...specPath, "containers", ci]);
+    const c = f.item(rc, [...specPath, "containers", ci]);
     if (!c) return;
     f.list(c.ports, [...specPath, "containers", ci, "ports"]).forEach((rp, pi) => {
       const path = [...specPath, "containers", ci, "ports", pi];
-      const p = f.obj(rp, path);
+      const p = f.item(rp, path);
       if (!p) return;
       const name = f.str(p.name, [...path, "name"]) ?? "";
-      if (name !== "" && !isIANASvcName(name))
-        f.r.error([...path, "name"], `${JSON.stringify(name)} is not a valid port name`);
+      if (name !== "" && !isIANASvcName(name)) f.r.error([...path, "name"], `${quote(name)} is not a valid port name`);
       const containerPort = f.int(p.containerPort, [...path, "containerPort"], 1, 65535);
+      if (p.containerPort === undefined || p.containerPort === null)
+        f.r.error([...path, "containerPort"], "is required");
       const protocol = f.oneOf<Protocol>(p.protocol, [...path, "protocol"], ["TCP", "UDP", "SCTP"], "TCP");
       if (containerPort !== undefined) ports.push({ name, containerPort, protocol });
     });
@@ -248,7 +251,7 @@ export function simulateEndpoints(
               warned.add(`${w.kind}/${w.name}/${p.targetPort}`);
               warnings.push({
                 origin: w.origin,
-                message: `Service ${key}: targetPort ${JSON.stringify(p.targetPort)} is not declared by any container of ${w.kind} ${w.namespace}/${w.name}`,
+                message: `Service ${key}: targetPort ${quote(p.targetPort)} is not declared by any container of ${w.kind} ${w.namespace}/${w.name}`,
               });
             }
             return cp ? cp.containerPort : 0;

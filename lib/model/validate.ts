@@ -5,8 +5,10 @@
  * name, label, port, address and CIDR that can reach a rule is checked here, and the model
  * types (types.ts) only ever hold values that passed.
  */
+import { quote } from "../util/quote.ts";
 import { type IPFamily, isLoopback, isUnspecified, parseCIDR, parseIP } from "./ip.ts";
 import type { Path } from "./parse.ts";
+import { ENUMS, LIMITS, specialIPProblem } from "./rules.ts";
 import type {
   Endpoint,
   EndpointPort,
@@ -34,7 +36,8 @@ const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const IANA_SVC_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const INTERFACE_NAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
-const q = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v)));
+/** An input value as quoted in a message: escaped, bounded (lib/util/quote.ts). */
+const q = quote;
 
 export function isDNS1123Label(s: string): boolean {
   return s.length <= 63 && DNS1123_LABEL.test(s);
@@ -76,6 +79,20 @@ class Fields {
       return undefined;
     }
     return v;
+  }
+  /** A list element: null is not an absent field here, it is a wrong value. */
+  item(v: unknown, path: Path): Record<string, unknown> | undefined {
+    if (v === null || v === undefined) {
+      this.r.error(path, "must be an object, not null");
+      return undefined;
+    }
+    return this.obj(v, path);
+  }
+  /** A required field: absent, null and "" are all "is required". */
+  required(v: unknown, path: Path): boolean {
+    if (v !== undefined && v !== null && v !== "") return true;
+    this.r.error(path, "is required");
+    return false;
   }
   list(v: unknown, path: Path): unknown[] {
     if (v === undefined || v === null) return [];
@@ -143,6 +160,16 @@ class Fields {
   }
 }
 
+/** What a valid metadata.name is, in the API server's words, per naming rule. */
+const NAME_RULES = {
+  dns1035:
+    "at most 63 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit (e.g. web-app)",
+  dns1123label:
+    "at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit (e.g. web-app)",
+  subdomain:
+    "at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. web-app.v1)",
+} as const;
+
 /** metadata.name / namespace / labels, common to every kind. */
 export function readMeta(
   f: Fields,
@@ -154,7 +181,7 @@ export function readMeta(
   const name = f.str(m.name, ["metadata", "name"]) ?? "";
   const check = { dns1035: isDNS1035Label, dns1123label: isDNS1123Label, subdomain: isDNS1123Subdomain }[nameRule];
   if (name === "") f.r.error(["metadata", "name"], "is required");
-  else if (!check(name)) f.r.error(["metadata", "name"], `${q(name)} is not a valid name`);
+  else if (!check(name)) f.r.error(["metadata", "name"], `${q(name)} is not a valid name: ${NAME_RULES[nameRule]}`);
   let namespace = "";
   if (namespaced) {
     namespace = f.str(m.namespace, ["metadata", "namespace"]) || "default";
@@ -162,13 +189,77 @@ export function readMeta(
   }
   const labels = f.labels(m.labels, ["metadata", "labels"]);
   const annotations = f.obj(m.annotations, ["metadata", "annotations"]) ?? {};
+  checkAnnotations(f, annotations);
   return { name, namespace, labels, annotations };
 }
 
-const PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
-const TYPES = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] as const;
-const POLICIES = ["Cluster", "Local"] as const;
-const IP_FAMILY_POLICIES = ["SingleStack", "PreferDualStack", "RequireDualStack"] as const;
+/** Annotation keys are qualified names; keys and values together fit in 256 KiB. */
+function checkAnnotations(f: Fields, annotations: Record<string, unknown>): void {
+  let total = 0;
+  for (const [k, v] of Object.entries(annotations)) {
+    const path = ["metadata", "annotations", k];
+    if (!isQualifiedName(k.toLowerCase())) f.r.error(path, `annotation key ${q(k)} is not a valid qualified name`);
+    if (v !== null && typeof v !== "string") f.r.error(path, `annotation value ${q(v)} is not a string`);
+    total += k.length + (typeof v === "string" ? v.length : 0);
+  }
+  // Lengths count UTF-16 units; bytes are counted only when they could matter.
+  if (total * 3 > LIMITS.annotationsTotalBytes) {
+    let bytes = 0;
+    for (const [k, v] of Object.entries(annotations))
+      bytes += Buffer.byteLength(k) + (typeof v === "string" ? Buffer.byteLength(v) : 0);
+    if (bytes > LIMITS.annotationsTotalBytes)
+      f.r.error(
+        ["metadata", "annotations"],
+        `may not be more than ${LIMITS.annotationsTotalBytes} bytes in total (keys and values), not ${bytes}`,
+      );
+  }
+}
+
+const PROTOCOLS = ENUMS.protocol;
+const TYPES = ENUMS.serviceType;
+const POLICIES = ENUMS.trafficPolicy;
+const IP_FAMILY_POLICIES = ENUMS.ipFamilyPolicy;
+
+/**
+ * spec.ipFamilies and spec.ipFamilyPolicy against each other and the cluster IPs, as the API
+ * server checks them: not on ExternalName; at most two families; SingleStack (also the
+ * default when unset) with two cluster IPs or two families is refused.
+ */
+function checkIPFamilies(
+  f: Fields,
+  spec: Record<string, unknown>,
+  type: ServiceType,
+  headless: boolean,
+  clusterIPCount: number,
+  policy: IPFamilyPolicy | undefined,
+): void {
+  const fams = Array.isArray(spec.ipFamilies) ? spec.ipFamilies : [];
+  if (type === "ExternalName") {
+    if (policy !== undefined) f.r.error(["spec", "ipFamilyPolicy"], "may not be set for ExternalName services");
+    if (fams.length > 0) f.r.error(["spec", "ipFamilies"], "may not be set for ExternalName services");
+    return;
+  }
+  if (fams.length > LIMITS.ipFamilies) f.r.error(["spec", "ipFamilies"], "may hold at most two families");
+  // Other Services' families were checked with their cluster IPs.
+  if (headless)
+    fams.forEach((fam, i) => {
+      if (!(ENUMS.ipFamily as readonly unknown[]).includes(fam))
+        f.r.error(["spec", "ipFamilies", i], `${q(fam)} is not one of ${ENUMS.ipFamily.join(", ")}`);
+      else if (fams.indexOf(fam) !== i) f.r.error(["spec", "ipFamilies", i], `duplicate family ${q(fam)}`);
+    });
+  if ((policy ?? "SingleStack") !== "SingleStack") return;
+  const unset = policy === undefined ? " (unset means SingleStack)" : "";
+  if (clusterIPCount === 2)
+    f.r.error(
+      ["spec", "ipFamilyPolicy"],
+      `must be RequireDualStack or PreferDualStack when multiple cluster IPs are specified${unset}`,
+    );
+  if (fams.length === 2)
+    f.r.error(
+      ["spec", "ipFamilyPolicy"],
+      `must be RequireDualStack or PreferDualStack when multiple IP families are specified${unset}`,
+    );
+}
 
 /** Validate and default a v1 Service. undefined when it has errors (reported). */
 export function validateService(obj: Record<string, unknown>, r: Reporter): Service | undefined {
@@ -193,7 +284,7 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
   const ipFamilies: IPFamily[] = [];
   const requestedIPFamilies: IPFamily[] = [];
   const ipFamilyPolicy =
-    spec.ipFamilyPolicy === undefined
+    spec.ipFamilyPolicy === undefined || spec.ipFamilyPolicy === null
       ? undefined
       : f.oneOf<IPFamilyPolicy>(spec.ipFamilyPolicy, ["spec", "ipFamilyPolicy"], IP_FAMILY_POLICIES, "SingleStack");
   const headless = clusterIPText === "None" || rawIPs[0] === "None";
@@ -226,6 +317,7 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
       else requestedIPFamilies.push(fam);
     });
   }
+  checkIPFamilies(f, spec, type, headless, clusterIPs.length, ipFamilyPolicy);
 
   // Ports.
   const ports: ServicePort[] = [];
@@ -236,7 +328,7 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
   const nodePorts = new Set<string>();
   rawPorts.forEach((raw, i) => {
     const path = ["spec", "ports", i];
-    const p = f.obj(raw, path);
+    const p = f.item(raw, path);
     if (!p) return;
     const name = f.str(p.name, [...path, "name"]) ?? "";
     if (name !== "" && !isDNS1123Label(name)) f.r.error([...path, "name"], `${q(name)} is not a valid port name`);
@@ -245,8 +337,7 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     if (names.has(name) && name !== "") f.r.error([...path, "name"], `duplicate port name ${q(name)}`);
     names.add(name);
     const protocol = f.oneOf<Protocol>(p.protocol, [...path, "protocol"], PROTOCOLS, "TCP");
-    const port = f.int(p.port, [...path, "port"], 1, 65535);
-    if (p.port === undefined) f.r.error([...path, "port"], "is required");
+    const port = f.required(p.port, [...path, "port"]) ? f.int(p.port, [...path, "port"], 1, 65535) : undefined;
     const nodePort = f.int(p.nodePort, [...path, "nodePort"], 0, 65535) ?? 0;
     if (nodePort !== 0 && type !== "NodePort" && type !== "LoadBalancer")
       f.r.error([...path, "nodePort"], `may not be used when type is ${q(type)}`);
@@ -262,9 +353,13 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     }
     let targetPort: number | string | undefined;
     if (typeof p.targetPort === "string") {
-      if (!isIANASvcName(p.targetPort) && !/^[0-9]+$/.test(p.targetPort))
-        f.r.error([...path, "targetPort"], `${q(p.targetPort)} is not a valid port name`);
-      else targetPort = /^[0-9]+$/.test(p.targetPort) ? Number(p.targetPort) : p.targetPort;
+      // A string is a port name, always: "8080" in quotes is refused, as the API server does.
+      if (!isIANASvcName(p.targetPort))
+        f.r.error(
+          [...path, "targetPort"],
+          `${q(p.targetPort)} is not a valid port name${/^[0-9]+$/.test(p.targetPort) ? " (a port number is written without quotes)" : ""}`,
+        );
+      else targetPort = p.targetPort;
     } else targetPort = f.int(p.targetPort, [...path, "targetPort"], 1, 65535);
     if (port !== undefined) ports.push({ name, protocol, port, nodePort, targetPort });
   });
@@ -305,7 +400,7 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
   const lb = f.obj(status.loadBalancer, ["status", "loadBalancer"]) ?? {};
   f.list(lb.ingress, ["status", "loadBalancer", "ingress"]).forEach((raw, i) => {
     const path = ["status", "loadBalancer", "ingress", i];
-    const ing = f.obj(raw, path);
+    const ing = f.item(raw, path);
     if (!ing) return;
     const hostname = f.str(ing.hostname, [...path, "hostname"]);
     if (hostname !== undefined && hostname !== "" && !isDNS1123Subdomain(hostname))
@@ -313,19 +408,14 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     const ip = ing.ip === undefined || ing.ip === "" ? undefined : f.ip(ing.ip, [...path, "ip"]);
     let ipMode: string | undefined;
     if (ing.ipMode !== undefined) {
-      ipMode = f.oneOf(ing.ipMode, [...path, "ipMode"], ["VIP", "Proxy"] as const, "VIP");
+      ipMode = f.oneOf(ing.ipMode, [...path, "ipMode"], ENUMS.ipMode, "VIP");
       if (ip === undefined) f.r.error([...path, "ipMode"], "may only be set when ip is set");
     }
     loadBalancerIngress.push({ ip, ipMode });
   });
 
   // Session affinity.
-  const sessionAffinity = f.oneOf(
-    spec.sessionAffinity,
-    ["spec", "sessionAffinity"],
-    ["None", "ClientIP"] as const,
-    "None",
-  );
+  const sessionAffinity = f.oneOf(spec.sessionAffinity, ["spec", "sessionAffinity"], ENUMS.sessionAffinity, "None");
   const sac = f.obj(spec.sessionAffinityConfig, ["spec", "sessionAffinityConfig"]);
   let affinityTimeoutSeconds = 0;
   if (sessionAffinity === "ClientIP") {
@@ -353,14 +443,16 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     POLICIES,
     "Cluster",
   );
+  // Not read by the iptables rules; checked so that a typo is not taken silently.
+  f.oneOf(spec.trafficDistribution, ["spec", "trafficDistribution"], ENUMS.trafficDistribution, "PreferClose");
   // Read only for LoadBalancer with ETP Local; elsewhere accepted and ignored (as kube-proxy).
   const healthCheckNodePort = f.int(spec.healthCheckNodePort, ["spec", "healthCheckNodePort"], 0, 65535) ?? 0;
 
   const publishNotReadyAddresses = f.bool(spec.publishNotReadyAddresses, ["spec", "publishNotReadyAddresses"]);
-  const allocateLoadBalancerNodePorts = f.bool(
-    spec.allocateLoadBalancerNodePorts,
-    ["spec", "allocateLoadBalancerNodePorts"],
-  );
+  const allocateLoadBalancerNodePorts = f.bool(spec.allocateLoadBalancerNodePorts, [
+    "spec",
+    "allocateLoadBalancerNodePorts",
+  ]);
   if (allocateLoadBalancerNodePorts !== undefined && type !== "LoadBalancer")
     f.r.error(["spec", "allocateLoadBalancerNodePorts"], 'may only be used when type is "LoadBalancer"');
 
@@ -409,14 +501,22 @@ function withFailure(r: Reporter): { rep: Reporter; failed: () => boolean } {
   };
 }
 
-function hintNames(f: Fields, v: unknown, path: Path, max: number): string[] {
+/** Topology hints: zone names are label values, node names are node names; no repeats. */
+function hintNames(f: Fields, v: unknown, path: Path, of: "zone" | "node"): string[] {
   const list = f.list(v, path);
-  if (list.length > max) f.r.error(path, `may hold at most ${max} entries`);
+  const max = of === "zone" ? LIMITS.zoneHints : LIMITS.nodeHints;
+  if (list.length > max) {
+    f.r.error(path, `may hold at most ${max} entries`);
+    return [];
+  }
   const out: string[] = [];
   list.forEach((h, i) => {
-    const o = f.obj(h, [...path, i]);
+    const o = f.item(h, [...path, i]);
     const name = o ? f.str(o.name, [...path, i, "name"]) : undefined;
     if (name === undefined || name === "") f.r.error([...path, i, "name"], "is required");
+    else if (of === "zone" ? !isLabelValue(name) : !isDNS1123Subdomain(name))
+      f.r.error([...path, i, "name"], `${q(name)} is not a valid ${of} name`);
+    else if (out.includes(name)) f.r.error([...path, i, "name"], `duplicate ${of} ${q(name)}`);
     else out.push(name);
   });
   return out;
@@ -427,14 +527,17 @@ export function validateEndpointSlice(obj: Record<string, unknown>, r: Reporter)
   const { rep, failed } = withFailure(r);
   const f = new Fields(rep);
   const meta = readMeta(f, obj.metadata, "subdomain", true);
-  const addressType = f.oneOf(obj.addressType, ["addressType"], ["IPv4", "IPv6", "FQDN"] as const, "IPv4");
-  if (obj.addressType === undefined) f.r.error(["addressType"], "is required");
+  const addressType = f.oneOf(obj.addressType, ["addressType"], ENUMS.addressType, "IPv4");
+  f.required(obj.addressType, ["addressType"]);
   const ports: EndpointPort[] = [];
-  const rawPorts = f.list(obj.ports, ["ports"]);
-  if (rawPorts.length > 20000) f.r.error(["ports"], "may hold at most 20000 ports");
+  let rawPorts = f.list(obj.ports, ["ports"]);
+  if (rawPorts.length > LIMITS.portsPerSlice) {
+    f.r.error(["ports"], `may hold at most ${LIMITS.portsPerSlice} ports`);
+    rawPorts = [];
+  }
   const names = new Set<string>();
   rawPorts.forEach((raw, i) => {
-    const p = f.obj(raw, ["ports", i]);
+    const p = f.item(raw, ["ports", i]);
     if (!p) return;
     // The API server defaults a missing name to "" and protocol to TCP.
     const name = f.str(p.name, ["ports", i, "name"]) ?? "";
@@ -446,14 +549,21 @@ export function validateEndpointSlice(obj: Record<string, unknown>, r: Reporter)
     ports.push({ name, port, protocol });
   });
   const endpoints: Endpoint[] = [];
-  const rawEps = f.list(obj.endpoints, ["endpoints"]);
-  if (rawEps.length > 1000) f.r.error(["endpoints"], "may hold at most 1000 endpoints");
+  let rawEps = f.list(obj.endpoints, ["endpoints"]);
+  // Past a limit the API server stops there; so does kip (an alias can make lists long).
+  if (rawEps.length > LIMITS.endpointsPerSlice) {
+    f.r.error(["endpoints"], `may hold at most ${LIMITS.endpointsPerSlice} endpoints`);
+    rawEps = [];
+  }
   rawEps.forEach((raw, i) => {
     const path = ["endpoints", i];
-    const e = f.obj(raw, path);
+    const e = f.item(raw, path);
     if (!e) return;
-    const addrs = f.list(e.addresses, [...path, "addresses"]);
-    if (addrs.length === 0 || addrs.length > 100) f.r.error([...path, "addresses"], "must hold 1 to 100 addresses");
+    let addrs = f.list(e.addresses, [...path, "addresses"]);
+    if (addrs.length === 0 || addrs.length > LIMITS.addressesPerEndpoint) {
+      f.r.error([...path, "addresses"], `must hold 1 to ${LIMITS.addressesPerEndpoint} addresses`);
+      addrs = [];
+    }
     const addresses: string[] = [];
     addrs.forEach((a, j) => {
       const ap = [...path, "addresses", j];
@@ -467,7 +577,11 @@ export function validateEndpointSlice(obj: Record<string, unknown>, r: Reporter)
       const ip = s === undefined ? undefined : parseIP(s);
       if (s !== undefined && !ip) f.r.error(ap, `${q(s)} is not a valid IP address`);
       else if (ip && ip.family !== addressType) f.r.error(ap, `${q(s)} is not an ${addressType} address`);
-      else if (ip) addresses.push(ip.text);
+      else if (ip) {
+        const special = specialIPProblem(ip);
+        if (special) f.r.error(ap, `${q(s)} ${special}`);
+        else addresses.push(ip.text);
+      }
     });
     const c = f.obj(e.conditions, [...path, "conditions"]) ?? {};
     const nodeName = f.str(e.nodeName, [...path, "nodeName"]);
@@ -480,8 +594,8 @@ export function validateEndpointSlice(obj: Record<string, unknown>, r: Reporter)
       serving: f.bool(c.serving, [...path, "conditions", "serving"]),
       terminating: f.bool(c.terminating, [...path, "conditions", "terminating"]),
       nodeName,
-      zoneHints: hintNames(f, hints.forZones, [...path, "hints", "forZones"], 8),
-      nodeHints: hintNames(f, hints.forNodes, [...path, "hints", "forNodes"], 8),
+      zoneHints: hintNames(f, hints.forZones, [...path, "hints", "forZones"], "zone"),
+      nodeHints: hintNames(f, hints.forNodes, [...path, "hints", "forNodes"], "node"),
     });
   });
   if (failed()) return undefined;
@@ -498,17 +612,16 @@ export function validateEndpoints(obj: Record<string, unknown>, r: Reporter): En
   const meta = readMeta(f, obj.metadata, "subdomain", true);
   const slices: EndpointSlice[] = [];
   f.list(obj.subsets, ["subsets"]).forEach((raw, si) => {
-    const s = f.obj(raw, ["subsets", si]);
+    const s = f.item(raw, ["subsets", si]);
     if (!s) return;
     const ports: EndpointPort[] = [];
     f.list(s.ports, ["subsets", si, "ports"]).forEach((rp, pi) => {
       const path = ["subsets", si, "ports", pi];
-      const p = f.obj(rp, path);
+      const p = f.item(rp, path);
       if (!p) return;
       const name = f.str(p.name, [...path, "name"]) ?? "";
       if (name !== "" && !isDNS1123Label(name)) f.r.error([...path, "name"], `${q(name)} is not a valid port name`);
-      const port = f.int(p.port, [...path, "port"], 1, 65535);
-      if (p.port === undefined) f.r.error([...path, "port"], "is required");
+      const port = f.required(p.port, [...path, "port"]) ? f.int(p.port, [...path, "port"], 1, 65535) : undefined;
       const protocol = f.oneOf<Protocol>(p.protocol, [...path, "protocol"], PROTOCOLS, "TCP");
       if (port !== undefined) ports.push({ name, port, protocol });
     });
@@ -519,15 +632,19 @@ export function validateEndpoints(obj: Record<string, unknown>, r: Reporter): En
     ] as const) {
       f.list(s[key], ["subsets", si, key]).forEach((ra, ai) => {
         const path = ["subsets", si, key, ai];
-        const a = f.obj(ra, path);
+        const a = f.item(ra, path);
         if (!a) return;
-        const ipText = f.ip(a.ip, [...path, "ip"]);
-        if (a.ip === undefined) f.r.error([...path, "ip"], "is required");
+        const ipText = f.required(a.ip, [...path, "ip"]) ? f.ip(a.ip, [...path, "ip"]) : undefined;
         const nodeName = f.str(a.nodeName, [...path, "nodeName"]);
         if (nodeName !== undefined && !isDNS1123Subdomain(nodeName))
           f.r.error([...path, "nodeName"], `${q(nodeName)} is not a valid node name`);
         const ip = ipText ? parseIP(ipText) : undefined;
         if (!ip) return;
+        const special = specialIPProblem(ip);
+        if (special) {
+          f.r.error([...path, "ip"], `${q(a.ip)} ${special}`);
+          return;
+        }
         byFamily[ip.family].push({
           addresses: [ip.text],
           ready,
@@ -575,7 +692,7 @@ export function validateNode(obj: Record<string, unknown>, r: Reporter): Node | 
   });
   const addresses: Node["addresses"] = [];
   f.list(status.addresses, ["status", "addresses"]).forEach((ra, i) => {
-    const a = f.obj(ra, ["status", "addresses", i]);
+    const a = f.item(ra, ["status", "addresses", i]);
     if (!a) return;
     const type = f.str(a.type, ["status", "addresses", i, "type"]) ?? "";
     const address = f.str(a.address, ["status", "addresses", i, "address"]) ?? "";
