@@ -247,6 +247,10 @@ function checkIPFamilies(
         f.r.error(["spec", "ipFamilies", i], `${q(fam)} is not one of ${ENUMS.ipFamily.join(", ")}`);
       else if (fams.indexOf(fam) !== i) f.r.error(["spec", "ipFamilies", i], `duplicate family ${q(fam)}`);
     });
+  // Unset means SingleStack, except headless and selectorless: the API server then defaults
+  // to RequireDualStack (it cannot know the families of endpoints someone else manages).
+  const selectorless = spec.selector === undefined || spec.selector === null || Object.keys(spec.selector).length === 0;
+  if (policy === undefined && headless && selectorless) return;
   if ((policy ?? "SingleStack") !== "SingleStack") return;
   const unset = policy === undefined ? " (unset means SingleStack)" : "";
   if (clusterIPCount === 2)
@@ -443,8 +447,11 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     POLICIES,
     "Cluster",
   );
-  // Not read by the iptables rules; checked so that a typo is not taken silently.
-  f.oneOf(spec.trafficDistribution, ["spec", "trafficDistribution"], ENUMS.trafficDistribution, "PreferClose");
+  // Not read by the iptables rules: an unknown value is a warning, not a dropped Service (a
+  // newer API server may add values; kube-proxy ignores those it does not know).
+  const td = f.str(spec.trafficDistribution, ["spec", "trafficDistribution"]);
+  if (td !== undefined && td !== "" && !(ENUMS.trafficDistribution as readonly string[]).includes(td))
+    f.r.warn(["spec", "trafficDistribution"], `${q(td)} is not one of ${ENUMS.trafficDistribution.join(", ")}`);
   // Read only for LoadBalancer with ETP Local; elsewhere accepted and ignored (as kube-proxy).
   const healthCheckNodePort = f.int(spec.healthCheckNodePort, ["spec", "healthCheckNodePort"], 0, 65535) ?? 0;
 

@@ -99,10 +99,6 @@ describe("3. enumerations", () => {
     ],
     ["  sessionAffinity: clientip\n", 'spec.sessionAffinity: "clientip" is not one of None, ClientIP'],
     ["  internalTrafficPolicy: local\n", 'spec.internalTrafficPolicy: "local" is not one of Cluster, Local'],
-    [
-      "  trafficDistribution: Nearby\n",
-      'spec.trafficDistribution: "Nearby" is not one of PreferClose, PreferSameZone, PreferSameNode',
-    ],
     ["  ipFamilies: [IPv5]\n", 'spec.ipFamilies[0]: "IPv5" is not one of IPv4, IPv6'],
   ];
   for (const [line, message] of cases)
@@ -110,6 +106,22 @@ describe("3. enumerations", () => {
       const errs = errors(SVC(`  clusterIP: 10.96.0.10\n${line}  ports: [{port: 80}]\n`));
       expect(errs).toEqual([`6: Service shop/web: ${message}`]);
     });
+  test("trafficDistribution is not read by the rules: an unknown value warns, the Service stays", () => {
+    const text = SVC("  clusterIP: 10.96.0.10\n  trafficDistribution: Nearby\n  ports: [{port: 80}]\n");
+    expect(errors(text)).toEqual([]);
+    expect(warnings(text)).toEqual([
+      '6: Service shop/web: spec.trafficDistribution: "Nearby" is not one of PreferClose, PreferSameZone, PreferSameNode',
+    ]);
+    expect(load(text).state.services).toHaveLength(1);
+  });
+  test("headless and selectorless with two families and no policy: the API server defaults RequireDualStack", () => {
+    expect(errors(SVC("  clusterIP: None\n  ipFamilies: [IPv4, IPv6]\n  ports: [{port: 80}]\n"))).toEqual([]);
+    expect(
+      errors(SVC("  clusterIP: None\n  selector: {app: x}\n  ipFamilies: [IPv4, IPv6]\n  ports: [{port: 80}]\n")),
+    ).toEqual([
+      "5: Service shop/web: spec.ipFamilyPolicy: must be RequireDualStack or PreferDualStack when multiple IP families are specified (unset means SingleStack)",
+    ]);
+  });
   test("ipFamilyPolicy against the number of cluster IPs and families", () => {
     const two = '  clusterIPs: [10.96.0.10, "fd00::10"]\n  clusterIP: 10.96.0.10\n';
     expect(errors(SVC(`${two}  ports: [{port: 80}]\n`))).toEqual([
