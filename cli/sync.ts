@@ -4,7 +4,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import type { IO } from "./io.ts";
-import { addNodeFlags, type NodeFlagValues } from "./node_flags.ts";
+import { addClusterFlags, addNodeFlags, type ClusterFlagValues, type NodeFlagValues } from "./node_flags.ts";
 
 const EXAMPLES = `
 Examples:
@@ -24,7 +24,7 @@ Rules are applied with iptables-restore --noflush (in consistent batches on the 
 a failed restore leaves the rules as they were and is retried as a full sync. SIGTERM and
 SIGINT stop the daemon and leave the rules in place, as kube-proxy does.`;
 
-export interface SyncFlags extends NodeFlagValues {
+export interface SyncFlags extends NodeFlagValues, ClusterFlagValues {
   manifests?: string[];
   kubeconfig?: string;
   master?: string;
@@ -40,13 +40,19 @@ export interface SyncFlags extends NodeFlagValues {
   stateDir: string;
   logFormat: "text" | "json";
   batchChains?: string;
+  manifestsMaxFileBytes: string;
+  manifestsMaxTotalBytes: string;
+  onceTimeout: string;
+  debugFromNetwork?: boolean;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function syncCommand(io: IO, setExit: (code: number) => void) {
-  return addNodeFlags(
-    new Command("sync").description("Keep this node's iptables rules true to the apiserver or a manifests directory"),
+  return addClusterFlags(
+    addNodeFlags(
+      new Command("sync").description("Keep this node's iptables rules true to the apiserver or a manifests directory"),
+    ),
   )
     .option(
       "--manifests <path>",
@@ -70,12 +76,31 @@ export function syncCommand(io: IO, setExit: (code: number) => void) {
       "retry delay after a failure; canary check interval (default: --config's, else 30s)",
     )
     .option("--rescan-period <duration>", "with --manifests: rescan this often besides file events", "2s")
+    .option(
+      "--manifests-max-file-bytes <size>",
+      "with --manifests: a larger file is skipped and reported (bytes, or with Ki/Mi/Gi)",
+      "64Mi",
+    )
+    .option(
+      "--manifests-max-total-bytes <size>",
+      "with --manifests: files past this total are skipped and reported (bytes, or with Ki/Mi/Gi)",
+      "256Mi",
+    )
+    .option(
+      "--once-timeout <duration>",
+      "with --once: exit 1 when the sources cannot be listed within this long",
+      "30s",
+    )
     .option("--healthz-bind-address <ip:port>", "/healthz and /livez (default: --config's, else 0.0.0.0:10256)")
     .option(
       "--metrics-bind-address <ip:port>",
       "/metrics and /debug/last-restore (default: --config's, else 127.0.0.1:10249)",
     )
     .option("--state-dir <dir>", "where the last good and last failed restore payloads are kept", "/var/lib/kip")
+    .option(
+      "--debug-from-network",
+      "answer /debug/last-restore to clients other than loopback (it lists every Service and pod IP)",
+    )
     .addOption(new Option("--log-format <format>", "log lines").choices(["text", "json"]).default("text"))
     .addOption(new Option("--batch-chains <n>", "chains and rules per restore on nft (0: one transaction)").hideHelp())
     .addHelpText("after", EXAMPLES)

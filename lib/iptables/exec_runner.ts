@@ -14,24 +14,52 @@ import {
   type Runner,
 } from "./runner.ts";
 
-/** Run argv with stdin; ENOENT becomes IptablesUnavailable. */
+/**
+ * Run argv with stdin; ENOENT becomes IptablesUnavailable. A process that cannot be started
+ * (EMFILE, EAGAIN, ENOMEM…) rejects with an Error naming the program: never a throw from an
+ * event handler, which would end the daemon. The error handler is attached before any stream
+ * is touched, and streams that were not created are not touched at all.
+ */
 export function execFile(argv: string[], input?: string): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    let settled = false;
+    const fail = (e: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      reject(
+        e?.code === "ENOENT"
+          ? new IptablesUnavailable(`${argv[0]} is not installed (or not on PATH)`)
+          : new Error(`Cannot run ${argv[0]}: ${e?.message ?? String(e)}`),
+      );
+    };
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    } catch (e) {
+      fail(e as NodeJS.ErrnoException);
+      return;
+    }
+    child.on("error", fail);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    if (!child.stdout || !child.stderr || !child.stdin) {
+      child.kill?.();
+      fail(Object.assign(new Error("no pipes to the process (out of file descriptors?)"), { code: "EPIPE" }));
+      return;
+    }
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => err.push(b));
-    child.on("error", (e: NodeJS.ErrnoException) =>
-      reject(e.code === "ENOENT" ? new IptablesUnavailable(`${argv[0]} is not installed (or not on PATH)`) : e),
-    );
-    child.on("close", (code) =>
+    child.stdout.on("error", () => {});
+    child.stderr.on("error", () => {});
+    child.on("close", (code) => {
+      if (settled) return;
+      settled = true;
       resolve({
         code: code ?? -1,
         stdout: Buffer.concat(out).toString("utf8"),
         stderr: Buffer.concat(err).toString("utf8"),
-      }),
-    );
+      });
+    });
     child.stdin.on("error", () => {}); // the tool may exit before reading everything
     child.stdin.end(input ?? "");
   });

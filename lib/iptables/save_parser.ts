@@ -56,7 +56,12 @@ export interface SaveDump {
   tables: Map<string, SavedTable>;
   /** From the header comment, when there is one: `iptables-save`, `ip6tables-nft-save`… */
   generator?: string;
-  errors: { line: number; message: string }[];
+  /**
+   * `message` says what is wrong without quoting the input: a dump may be a file kip was
+   * allowed to read through sudo, and its content must not come back in an error.
+   * `excerpt` (the start of the line, quoted) is for callers that may show it.
+   */
+  errors: { line: number; message: string; excerpt?: string }[];
 }
 
 export const BUILTIN_CHAINS = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"]);
@@ -160,6 +165,10 @@ export function dumpOfTables(
   return dump;
 }
 
+const OUTSIDE = "outside a table (no *table line before it)";
+const CANNOT_READ = "cannot read the line (not a table, chain, rule or COMMIT line)";
+const excerpt = (line: string) => JSON.stringify(line.slice(0, 80));
+
 export function parseSave(text: string): SaveDump {
   const dump: SaveDump = { tables: new Map(), errors: [] };
   let cur: SavedTable | undefined;
@@ -172,24 +181,29 @@ export function parseSave(text: string): SaveDump {
     if (first === 45 /* - */) {
       // The hot path: `-A CHAIN args…`.
       if (!cur) {
-        dump.errors.push({ line: lineNo, message: `outside a table: ${JSON.stringify(line.slice(0, 80))}` });
+        dump.errors.push({ line: lineNo, message: OUTSIDE, excerpt: excerpt(line) });
         continue;
       }
       const op = line.slice(0, 2);
       const sp = line.indexOf(" ", 3);
       const chain = sp < 0 ? line.slice(3) : line.slice(3, sp);
       if (line.charCodeAt(2) !== 32 || chain === "") {
-        dump.errors.push({ line: lineNo, message: `cannot read ${JSON.stringify(line.slice(0, 80))}` });
+        dump.errors.push({ line: lineNo, message: CANNOT_READ, excerpt: excerpt(line) });
         continue;
       }
       if (op === "-A" || op === "-I" || op === "-D") {
         if (unbalancedQuotes(line)) {
-          dump.errors.push({ line: lineNo, message: `unterminated quote in ${JSON.stringify(line.slice(0, 80))}` });
+          dump.errors.push({ line: lineNo, message: "unterminated quote", excerpt: excerpt(line) });
           continue;
         }
         cur.rules.push(new LazyRule(op, chain, line, lineNo, sp < 0 ? line.length : sp + 1));
       } else if (op === "-X") cur.deletes.push(chain);
-      else dump.errors.push({ line: lineNo, message: `unknown command ${JSON.stringify(op)}` });
+      else
+        dump.errors.push({
+          line: lineNo,
+          message: "unknown command (not -A, -I, -D or -X)",
+          excerpt: JSON.stringify(op),
+        });
       continue;
     }
     if (line === "" || /^\s*$/.test(line)) continue;
@@ -209,7 +223,7 @@ export function parseSave(text: string): SaveDump {
       continue;
     }
     if (!cur) {
-      dump.errors.push({ line: lineNo, message: `outside a table: ${JSON.stringify(line.slice(0, 80))}` });
+      dump.errors.push({ line: lineNo, message: OUTSIDE, excerpt: excerpt(line) });
       continue;
     }
     if (first === 58 /* : */) {
@@ -231,7 +245,7 @@ export function parseSave(text: string): SaveDump {
         continue;
       }
     }
-    dump.errors.push({ line: lineNo, message: `cannot read ${JSON.stringify(line.slice(0, 80))}` });
+    dump.errors.push({ line: lineNo, message: CANNOT_READ, excerpt: excerpt(line) });
   }
   if (cur) dump.errors.push({ line: lines.length, message: `table ${cur.name} has no COMMIT (a cut-off dump?)` });
   return dump;

@@ -145,6 +145,22 @@ export function resolveKubeconfig(
   return { config: kc, from, server: kc.getCurrentCluster()!.server };
 }
 
+/**
+ * What is unsafe about how the apiserver will be reached: TLS verification turned off by the
+ * kubeconfig (`insecure-skip-tls-verify: true`), or plain HTTP. Anyone on the path could then
+ * feed kip the objects that become the node's rules: worth a warning at every start.
+ */
+export function transportWarnings(r: ResolvedKubeconfig): string[] {
+  const out: string[] = [];
+  if (r.config.getCurrentCluster()?.skipTLSVerify)
+    out.push(
+      `The kubeconfig (${r.from}) disables TLS verification (insecure-skip-tls-verify): the apiserver's identity is not checked; give its CA (certificate-authority-data) instead`,
+    );
+  if (/^http:\/\//i.test(r.server))
+    out.push(`The apiserver is reached over plain HTTP (${r.server}): nothing is encrypted or authenticated`);
+  return out;
+}
+
 /** A failure with what was being done, for one log line. */
 class InformerError extends Error {
   constructor(
@@ -467,6 +483,7 @@ export function createApiserverSource(opts: ApiserverSourceOptions): Source {
       const k: Client = await import("@kubernetes/client-node");
       const resolved = resolveKubeconfig(k, opts);
       log(`Reading from the API server at ${resolved.server} (kubeconfig: ${resolved.from})`);
+      for (const w of transportWarnings(resolved)) h.onProblem(w);
       if (stopped) return;
       const core: CoreV1Api = resolved.config.makeApiClient(k.CoreV1Api);
       const discovery: DiscoveryV1Api = resolved.config.makeApiClient(k.DiscoveryV1Api);

@@ -3,7 +3,7 @@
  * turns them into syncs of every family's proxier, and the canary chains catch a third party
  * flushing the tables. Health, metrics and the last restore payloads are kept up to date.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fchmodSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { IPFamily } from "../model/ip.ts";
 import { type ClusterState, SERVICE_NAME_LABEL } from "../model/types.ts";
@@ -28,12 +28,22 @@ export interface DaemonOptions {
   healthChecks?: HealthCheckServers;
   /** Watch the KUBE-PROXY-CANARY chains (off for --dry-run). */
   canary: boolean;
+  /** Nothing is applied (--dry-run): syncs are logged as "dry run", never "synced". */
+  dryRun?: boolean;
   /** Where to keep the last good and last failed restore payloads. */
   stateDir?: string;
   /** Called after every sync (tests wait on it). */
   onSync?: (outcomes: SyncOutcome[]) => void;
-  /** Deletes stale UDP flows (spec §10); undefined: no conntrack cleanup. */
-  conntrack?: (family: IPFamily, state: ClusterState, changed: ReadonlySet<string>) => Promise<number>;
+  /**
+   * Deletes stale UDP flows (spec §10); undefined: no conntrack cleanup. It runs in the
+   * background after the sync that asked for it, one pass at a time: `more` asks for another
+   * pass (the work per pass is bounded), with the latest state.
+   */
+  conntrack?: (
+    family: IPFamily,
+    state: ClusterState,
+    changed: ReadonlySet<string>,
+  ) => Promise<number | { deleted: number; more: boolean }>;
 }
 
 const CANARY = "KUBE-PROXY-CANARY";
@@ -45,6 +55,9 @@ export class Daemon {
   private forceFull = false;
   private stopped = false;
   private waiters: ((outcomes: SyncOutcome[]) => void)[] = [];
+  /** Conntrack work asked for and not started yet, per family; and the pass in progress. */
+  private conntrackWanted = new Map<IPFamily, { state: ClusterState; changed: Set<string> }>();
+  private conntrackRunning?: Promise<void>;
   syncs = 0;
 
   constructor(private readonly o: DaemonOptions) {
@@ -61,8 +74,16 @@ export class Daemon {
     return this.synced.size === 3;
   }
 
+  private readyWaiters: (() => void)[] = [];
+
+  /** Resolves once every kind has been listed (at once if it has been). */
+  whenSynced(): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
   async start(): Promise<void> {
-    if (this.o.canary) await this.makeCanaries();
+    if (this.o.canary) await this.makeCanaries().catch((e) => this.canaryFailed(e));
     await this.o.source.start({
       onEvent: (e) => this.onEvent(e),
       onSynced: (kind) => {
@@ -70,6 +91,7 @@ export class Daemon {
         if (this.ready) {
           this.o.log.log("info", "sources synced", { services: this.o.tracker.state().services.length });
           this.runner.request();
+          for (const w of this.readyWaiters.splice(0)) w();
         }
       },
       onProblem: (message) => this.o.log.log("warn", message),
@@ -84,7 +106,13 @@ export class Daemon {
     this.canaryTimer = undefined;
     await this.o.source.stop();
     await this.runner.stop();
+    await this.conntrackRunning;
     await this.o.healthChecks?.stop();
+  }
+
+  /** Resolves when no conntrack cleanup is running or waiting. */
+  async conntrackIdle(): Promise<void> {
+    while (this.conntrackRunning) await this.conntrackRunning;
   }
 
   /** One sync now, outside the schedule (kip sync --once). */
@@ -136,8 +164,11 @@ export class Daemon {
       this.record(p, out);
     }
     this.syncs++;
-    await this.cleanConntrack(state, changed, outcomes);
-    if (this.o.healthChecks && outcomes.some((o) => o.ok)) await this.o.healthChecks.sync(this.healthCheckPorts());
+    this.cleanConntrack(state, changed, outcomes);
+    if (this.o.healthChecks && outcomes.some((o) => o.ok))
+      await this.o.healthChecks
+        .sync(this.healthCheckPorts())
+        .catch((e) => this.o.log.log("warn", "health-check servers not updated", { error: (e as Error).message }));
     this.o.metrics?.serviceChangesPending.set(t.pendingCount);
     this.o.onSync?.(outcomes);
     for (const w of this.waiters.splice(0)) w(outcomes);
@@ -160,7 +191,7 @@ export class Daemon {
       staleChains: out.staleChains,
     };
     if (out.ok) {
-      this.o.log.log("info", "synced", fields);
+      this.o.log.log("info", this.o.dryRun ? "dry run" : "synced", fields);
       this.o.health?.updated(family);
       if (m) {
         const secs = (out.buildMs + out.applyMs) / 1000;
@@ -191,12 +222,12 @@ export class Daemon {
     }
   }
 
-  /** After a successful sync that touched a UDP Service: delete flows to endpoints that left. */
-  private async cleanConntrack(
-    state: ClusterState,
-    changed: ReadonlySet<string>,
-    outcomes: SyncOutcome[],
-  ): Promise<void> {
+  /**
+   * After a successful sync that touched a UDP Service: delete flows to endpoints that left.
+   * In the background: the rules are already in place, and the next sync must not wait for
+   * the conntrack tool (spec §10 puts this after the restore, not before the next one).
+   */
+  private cleanConntrack(state: ClusterState, changed: ReadonlySet<string>, outcomes: SyncOutcome[]): void {
     if (!this.o.conntrack || changed.size === 0) return;
     const udp = state.services.some(
       (s) => changed.has(`${s.namespace}/${s.name}`) && s.ports.some((p) => p.protocol === "UDP"),
@@ -204,27 +235,71 @@ export class Daemon {
     if (!udp) return;
     for (const out of outcomes) {
       if (!out.ok) continue;
+      const w = this.conntrackWanted.get(out.family);
+      this.conntrackWanted.set(out.family, { state, changed: new Set([...(w?.changed ?? []), ...changed]) });
+    }
+    if (!this.conntrackRunning && this.conntrackWanted.size > 0) {
+      this.conntrackRunning = this.conntrackWork().finally(() => {
+        this.conntrackRunning = undefined;
+      });
+    }
+  }
+
+  private async conntrackWork(): Promise<void> {
+    const clean = this.o.conntrack;
+    if (!clean) return;
+    for (;;) {
+      const next = this.conntrackWanted.entries().next();
+      if (next.done || this.stopped) return;
+      const [family, { state, changed }] = next.value;
+      this.conntrackWanted.delete(family);
+      const t0 = performance.now();
       try {
-        const n = await this.o.conntrack(out.family, state, changed);
-        if (n > 0) this.o.log.log("info", "stale UDP conntrack entries deleted", { family: out.family, deleted: n });
+        const r = await clean(family, state, changed);
+        const { deleted, more } = typeof r === "number" ? { deleted: r, more: false } : r;
+        if (deleted > 0)
+          this.o.log.log("info", "stale UDP conntrack entries deleted", {
+            family,
+            deleted,
+            ms: Math.round(performance.now() - t0),
+            ...(more ? { more: true } : {}),
+          });
+        // Bounded passes: what is left goes in the next one, unless newer work replaced it.
+        if (more && !this.conntrackWanted.has(family)) this.conntrackWanted.set(family, { state, changed });
       } catch (e) {
-        this.o.log.log("warn", "conntrack cleanup failed", { family: out.family, error: (e as Error).message });
+        this.o.log.log("warn", "conntrack cleanup failed", { family, error: (e as Error).message });
       }
     }
   }
 
-  /** The last good and last failed payloads, readable by an operator (state directory). */
+  /**
+   * The last good and last failed payloads, readable by an operator (state directory): mode
+   * 0600 (they list every Service and pod IP), written to a new file and renamed into place,
+   * so a symlink planted at the name is replaced, never followed.
+   */
   private keep(family: IPFamily, name: string, r?: RestoreRecord): void {
     if (!this.o.stateDir || !r) return;
+    const file = join(this.o.stateDir, `${name}-${family}.txt`);
+    const tmp = join(this.o.stateDir, `.${name}-${family}.txt.tmp`);
     try {
-      mkdirSync(this.o.stateDir, { recursive: true });
+      mkdirSync(this.o.stateDir, { recursive: true, mode: 0o700 });
       const header = [
         `# kip ${name} (${family}), ${new Date(r.at).toISOString()}, ${r.full ? "full" : "partial"} sync`,
         ...(r.error ? [`# error: ${r.error}`] : []),
         ...(r.failedLineText ? [`# failing line: ${r.failedLineText}`] : []),
       ];
       const body = r.inputs.map((input, i) => `# restore ${i + 1} of ${r.inputs.length}\n${input}`).join("");
-      writeFileSync(join(this.o.stateDir, `${name}-${family}.txt`), `${header.join("\n")}\n${body}`);
+      try {
+        unlinkSync(tmp); // left by a crash, or planted: either way not ours to follow
+      } catch {}
+      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      try {
+        fchmodSync(fd, 0o600); // whatever the umask
+        writeSync(fd, `${header.join("\n")}\n${body}`);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, file);
     } catch (e) {
       this.o.log.log("warn", "cannot write to the state directory", {
         dir: this.o.stateDir,
@@ -254,14 +329,28 @@ export class Daemon {
   private async makeCanaries(): Promise<void> {
     for (const p of this.o.proxiers)
       for (const table of ["mangle", "nat", "filter"]) {
-        const r = await p.o.runner.run(["-t", table, "-N", CANARY]);
+        const r = await p.o.runner
+          .run(["-t", table, "-N", CANARY])
+          .catch((e: Error) => ({ code: -1, stderr: e.message }));
         if (r.code !== 0 && !/already exists/i.test(r.stderr))
           this.o.log.log("warn", "cannot create the canary chain", { family: p.family, table, error: r.stderr.trim() });
       }
   }
 
   private scheduleCanary(): void {
-    this.canaryTimer = this.o.clock.setTimeout(() => void this.checkCanary(), this.o.syncPeriodMs);
+    this.canaryTimer = this.o.clock.setTimeout(
+      () =>
+        void this.checkCanary().catch((e) => {
+          this.canaryFailed(e);
+          if (!this.stopped && this.o.canary) this.scheduleCanary();
+        }),
+      this.o.syncPeriodMs,
+    );
+  }
+
+  /** iptables could not even be started (out of file descriptors…): log, try again next period. */
+  private canaryFailed(e: unknown): void {
+    this.o.log.log("warn", "canary check failed; trying again later", { error: (e as Error)?.message ?? String(e) });
   }
 
   /**

@@ -1,6 +1,11 @@
 /**
  * The daemon's HTTP servers (spec §11): /healthz and /livez; /metrics, /proxyMode and
  * /debug/last-restore; and one health-check server per ETP=Local LoadBalancer Service.
+ *
+ * Every server caps its connections and closes idle ones (limits()), so a flood of idle
+ * connections cannot take the file descriptors the daemon needs to run iptables.
+ * /debug/last-restore lists every Service and pod IP: it answers loopback clients only,
+ * unless the operator opts in, and its body is built once per restore, not per request.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -23,6 +28,7 @@ export function goTime(ms: number | undefined): string {
 /** Per family: when rules were last written, and since when a change has been waiting. */
 export class HealthState {
   private families = new Map<IPFamily, { lastUpdated?: number; oldestPending?: number }>();
+  private checks: (() => string | undefined)[] = [];
   nodeEligible = true;
 
   constructor(
@@ -44,8 +50,23 @@ export class HealthState {
     s.oldestPending = undefined;
   }
 
-  /** Healthy unless some family has had a change waiting longer than 2 × syncPeriod. */
+  /** One more liveness condition: a message when it fails (a stuck manifests scan). */
+  addCheck(check: () => string | undefined): void {
+    this.checks.push(check);
+  }
+
+  /** The first failing extra check, if any. */
+  problem(): string | undefined {
+    for (const c of this.checks) {
+      const p = c();
+      if (p) return p;
+    }
+    return undefined;
+  }
+
+  /** Healthy unless some family has had a change waiting longer than 2 × syncPeriod, or a check fails. */
   healthy(): boolean {
+    if (this.problem()) return false;
     const now = this.now();
     for (const s of this.families.values())
       if (s.oldestPending !== undefined && now - s.oldestPending > this.timeoutMs) return false;
@@ -62,6 +83,37 @@ export class HealthState {
 function send(res: ServerResponse, code: number, body: string, type = "application/json"): void {
   res.writeHead(code, { "Content-Type": type, "X-Content-Type-Options": "nosniff" });
   res.end(body);
+}
+
+/** Connection limits of every server. */
+export interface ServerLimits {
+  /** Connections open at once; more are closed as they arrive. */
+  maxConnections: number;
+  /** A connection with no request in flight for this long is closed (ms). */
+  idleTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = { maxConnections: 128, idleTimeoutMs: 10_000 };
+
+/** Caps `server`'s connections and times out idle or slow ones. */
+export function limits(server: Server, l: ServerLimits = DEFAULT_LIMITS): Server {
+  server.maxConnections = l.maxConnections;
+  server.timeout = l.idleTimeoutMs;
+  server.keepAliveTimeout = Math.min(5_000, l.idleTimeoutMs);
+  server.headersTimeout = l.idleTimeoutMs;
+  server.requestTimeout = l.idleTimeoutMs;
+  server.on("timeout", (socket: import("node:net").Socket) => socket.destroy());
+  server.on("clientError", (_e: Error, socket: import("node:net").Socket) => socket.destroy());
+  // Once listening, an error (EMFILE on accept…) must not end the process: the server goes on.
+  server.on("error", () => {});
+  return server;
+}
+
+/** A loopback peer: 127.0.0.0/8, ::1, or 127.x mapped into IPv6. */
+export function isLoopbackPeer(address: string | undefined): boolean {
+  if (!address) return false;
+  const a = address.replace(/^::ffff:/i, "");
+  return a === "::1" || /^127\.\d+\.\d+\.\d+$/.test(a);
 }
 
 export function listen(server: Server, bind: string): Promise<string> {
@@ -85,8 +137,13 @@ export function close(server: Server): Promise<void> {
 }
 
 /** /healthz and /livez with kube-proxy's bodies and status codes. */
-export function healthzServer(health: HealthState, metrics: Metrics | undefined, now: () => number): Server {
-  return createServer((req: IncomingMessage, res: ServerResponse) => {
+export function healthzServer(
+  health: HealthState,
+  metrics: Metrics | undefined,
+  now: () => number,
+  l: ServerLimits = DEFAULT_LIMITS,
+): Server {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     const healthy = health.healthy();
     const current = goTime(now());
@@ -109,38 +166,79 @@ export function healthzServer(health: HealthState, metrics: Metrics | undefined,
     }
     send(res, 404, "404 page not found\n", "text/plain; charset=utf-8");
   });
+  return limits(server, l);
 }
 
-/** /metrics, /healthz ("ok"), /proxyMode, /debug/last-restore. */
+type LastRestores = Record<string, { lastSuccess?: RestoreRecord; lastFailure?: RestoreRecord }>;
+
+/**
+ * The /debug/last-restore body, rebuilt only when a record changed (records are replaced,
+ * never mutated, so identity says it all): 30 parallel requests for a 15 MB body must not
+ * make 30 copies of it.
+ */
+export function cachedDebugBody(lastRestores: () => LastRestores): () => string {
+  let refs: unknown[] = [];
+  let body = "";
+  return () => {
+    const now = lastRestores();
+    const next = Object.entries(now).flatMap(([k, v]) => [k, v.lastSuccess, v.lastFailure]);
+    if (next.length !== refs.length || next.some((r, i) => r !== refs[i])) {
+      body = `${JSON.stringify(now, null, 2)}\n`;
+      refs = next;
+    }
+    return body;
+  };
+}
+
+/** /metrics, /healthz ("ok"), /proxyMode, /debug/last-restore (loopback clients, unless `debugFromNetwork`). */
 export function metricsServer(
   metrics: Metrics,
-  lastRestores: () => Record<string, { lastSuccess?: RestoreRecord; lastFailure?: RestoreRecord }>,
+  lastRestores: () => LastRestores,
+  opts: { debugFromNetwork?: boolean; limits?: ServerLimits } = {},
 ): Server {
-  return createServer(async (req, res) => {
+  const debugBody = cachedDebugBody(lastRestores);
+  const server = createServer(async (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics") return send(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
     if (path === "/healthz") return send(res, 200, "ok", "text/plain; charset=utf-8");
     if (path === "/proxyMode") return send(res, 200, "iptables", "text/plain; charset=utf-8");
-    if (path === "/debug/last-restore") return send(res, 200, `${JSON.stringify(lastRestores(), null, 2)}\n`);
+    if (path === "/debug/last-restore") {
+      if (!opts.debugFromNetwork && !isLoopbackPeer(req.socket.remoteAddress))
+        return send(
+          res,
+          403,
+          "/debug/last-restore answers loopback clients only (kip sync --debug-from-network allows others)\n",
+          "text/plain; charset=utf-8",
+        );
+      return send(res, 200, debugBody());
+    }
     send(res, 404, "404 page not found\n", "text/plain; charset=utf-8");
   });
+  return limits(server, opts.limits);
 }
 
-/** One health-check server per Service with a healthCheckNodePort (spec §11.1). */
+/**
+ * One health-check server per Service with a healthCheckNodePort (spec §11.1), on each of
+ * `binds` (the node's addresses that --nodeport-addresses selects; ["0.0.0.0"] when it selects all).
+ */
 export class HealthCheckServers {
-  private servers = new Map<number, { server: Server; service: string; local: number }>();
+  private servers = new Map<number, { servers: Server[]; service: string; local: number }>();
+  private readonly binds: string[];
 
   constructor(
     private readonly health: HealthState,
-    private readonly bind: string,
+    binds: string | string[],
     private readonly onProblem: (msg: string) => void,
-  ) {}
+    private readonly serverLimits: ServerLimits = DEFAULT_LIMITS,
+  ) {
+    this.binds = typeof binds === "string" ? [binds] : binds;
+  }
 
   /** Open, close and update servers to match `wanted` (port → service and local endpoint count). */
   async sync(wanted: Map<number, { service: string; localEndpoints: number }>): Promise<void> {
     for (const [port, s] of this.servers)
       if (!wanted.has(port) || wanted.get(port)?.service !== s.service) {
-        await close(s.server);
+        for (const server of s.servers) await close(server);
         this.servers.delete(port);
       }
     for (const [port, w] of wanted) {
@@ -149,8 +247,8 @@ export class HealthCheckServers {
         have.local = w.localEndpoints;
         continue;
       }
-      const entry = { server: undefined as unknown as Server, service: w.service, local: w.localEndpoints };
-      entry.server = createServer((_req, res) => {
+      const entry = { servers: [] as Server[], service: w.service, local: w.localEndpoints };
+      const handler = (_req: IncomingMessage, res: ServerResponse) => {
         const [namespace, name] = entry.service.split("/");
         const healthy = this.health.healthy();
         const code = entry.local > 0 && healthy ? 200 : 503;
@@ -159,18 +257,25 @@ export class HealthCheckServers {
           code,
           `{\n\t"service": {\n\t\t"namespace": ${JSON.stringify(namespace)},\n\t\t"name": ${JSON.stringify(name)}\n\t},\n\t"localEndpoints": ${entry.local},\n\t"serviceProxyHealthy": ${healthy}\n}`,
         );
-      });
-      try {
-        await listen(entry.server, `${this.bind}:${port}`);
-        this.servers.set(port, entry);
-      } catch (e) {
-        this.onProblem(`FailedToStartServiceHealthcheck: ${w.service} port ${port}: ${(e as Error).message}`);
+      };
+      for (const bind of this.binds) {
+        const server = limits(createServer(handler), this.serverLimits);
+        const host = bind.includes(":") ? `[${bind}]` : bind;
+        try {
+          await listen(server, `${host}:${port}`);
+          entry.servers.push(server);
+        } catch (e) {
+          this.onProblem(
+            `FailedToStartServiceHealthcheck: ${w.service} port ${port} on ${bind}: ${(e as Error).message}`,
+          );
+        }
       }
+      if (entry.servers.length > 0) this.servers.set(port, entry);
     }
   }
 
   async stop(): Promise<void> {
-    for (const s of this.servers.values()) await close(s.server);
+    for (const s of this.servers.values()) for (const server of s.servers) await close(server);
     this.servers.clear();
   }
 }

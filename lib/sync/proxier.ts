@@ -55,7 +55,12 @@ export interface ProxierOptions {
   syncPeriodMs: number;
   now: () => number;
   /** Only print what would be restored. */
-  dryRun?: (family: IPFamily, inputs: string[]) => void;
+  /**
+   * --dry-run: receives what a sync would apply instead of applying it: on a full sync the
+   * jump rules it would ensure (`-t TABLE -N CHAIN`, `-t TABLE -I FROM …`), then the
+   * iptables-restore inputs.
+   */
+  dryRun?: (family: IPFamily, inputs: string[], jumps: string[][]) => void;
 }
 
 /** nat chains kube-proxy rewrites on every sync, partial ones included (spec §8.1). */
@@ -109,6 +114,7 @@ export class Proxier {
   }
 
   /** kube-proxy's jump rules: -N the target, -C the rule, -I it at the top when missing. */
+  // (jumpCommands() below lists the same commands for --dry-run.)
   private async ensureJumps(): Promise<void> {
     for (const j of JUMP_RULES) {
       const args = jumpRuleArgs(j);
@@ -162,7 +168,7 @@ export class Proxier {
       if (batch && this.o.runner.backend === "nft" && needsBatches(write, batch))
         inputs.push(...batchRestore(write, batch));
       else inputs.push(write === rs ? toRestore(rs) : toRestore(write).replace("*filter\nCOMMIT\n", ""));
-      if (this.o.dryRun) this.o.dryRun(this.o.family, inputs);
+      if (this.o.dryRun) this.o.dryRun(this.o.family, inputs, full ? jumpCommands() : []);
       else for (const input of inputs) await this.o.runner.restore(input, { noflush: true, counters: true });
       const natRules = countRules(rs.nat);
       const deletes = rs.nat.rules.length - natRules;
@@ -218,4 +224,16 @@ export class Proxier {
       };
     }
   }
+}
+
+/** The commands ensureJumps runs on an empty node: -N each target chain once, -I each jump. */
+export function jumpCommands(): string[][] {
+  const out: string[][] = [];
+  const created = new Set<string>();
+  for (const j of JUMP_RULES) {
+    if (!created.has(`${j.table} ${j.to}`)) out.push(["-t", j.table, "-N", j.to]);
+    created.add(`${j.table} ${j.to}`);
+    out.push(["-t", j.table, "-I", j.from, ...jumpRuleArgs(j)]);
+  }
+  return out;
 }

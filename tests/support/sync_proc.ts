@@ -20,9 +20,20 @@ export interface SyncProc {
   child: ChildProcess;
 }
 
-export function startSync(ns: string, args: string[]): SyncProc {
-  const child = spawn("ip", ["netns", "exec", ns, ensureBinary(), "sync", ...args], {
+export interface StartOptions {
+  /** Runs kip through this argv inside the namespace (e.g. `prlimit --nofile=…`). */
+  wrap?: string[];
+  /** Extra environment. */
+  env?: Record<string, string>;
+  /** Another executable (KIP_TEST_BINARY, e.g. an older build to reproduce a bug with). */
+  binary?: string;
+}
+
+export function startSync(ns: string, args: string[], opts: StartOptions = {}): SyncProc {
+  const binary = opts.binary ?? process.env.KIP_TEST_BINARY ?? ensureBinary();
+  const child = spawn("ip", ["netns", "exec", ns, ...(opts.wrap ?? []), binary, "sync", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...opts.env },
   });
   const lines: string[] = [];
   const listeners: (() => void)[] = [];

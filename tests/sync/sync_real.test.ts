@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { JUMP_RULES } from "../../lib/iptables/jumps.ts";
 import { ensureBinary } from "../support/binary.ts";
 import { tool } from "../support/kube_proxy.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
@@ -53,12 +54,23 @@ describe.skipIf(skip)("kip sync against real iptables", () => {
         const r = run([ensureBinary(), "sync", "--once", "--manifests", join(dir, "m"), ...flags(dir)]);
         expect(r.code).toBe(0);
         expect(r.stderr).toMatch(/INFO synced family=IPv4 type=full ok=true/);
-        const d = diffIn(run, [join(dir, "m"), ...NODE, "--backend", backend]);
+        const d = diffIn(run, [join(dir, "m"), ...NODE, "--ip-family", "IPv4", "--backend", backend]);
         expect(d.stdout).toBe("kip diff: IPv4: no drift\n");
         expect(readFileSync(join(dir, "state", "last-restore-IPv4.txt"), "utf8")).toContain("*nat\n");
         const dry = run([ensureBinary(), "sync", "--once", "--dry-run", "--manifests", join(dir, "m"), ...flags(dir)]);
         expect(dry.code).toBe(0);
-        expect(dry.stdout.startsWith("# IPv4\n*filter\n")).toBe(true);
+        // Exactly what the real sync applied: every jump rule it ensured, then its restore input.
+        expect(dry.stderr).toMatch(/INFO dry run family=IPv4 type=full ok=true/);
+        expect(dry.stderr).not.toMatch(/INFO synced/);
+        expect(dry.stdout.startsWith("# IPv4: jump rules")).toBe(true);
+        const save = run([`iptables-${backend}-save`]).stdout;
+        for (const j of JUMP_RULES) {
+          expect(dry.stdout).toContain(`# iptables -t ${j.table} -I ${j.from} `);
+          expect(save).toContain(`-A ${j.from} `);
+        }
+        // The state file is the applied input under a header of `# ` lines.
+        const applied = readFileSync(join(dir, "state", "last-restore-IPv4.txt"), "utf8").replace(/^(# .*\n)+/, "");
+        expect(dry.stdout.includes(`# IPv4: iptables-restore --noflush --counters\n${applied}`)).toBe(true);
       });
     }, 30_000);
 
@@ -68,7 +80,8 @@ describe.skipIf(skip)("kip sync against real iptables", () => {
         const p = startSync(ns, ["--manifests", join(dir, "m"), ...flags(dir), ...FAST, ...LOOPBACK_PORTS]);
         procs.push(p);
         await p.waitForLog(/synced family=IPv4 type=full ok=true/);
-        const converged = () => diffIn(run, [join(dir, "m"), ...NODE, "--backend", backend]).code === 0;
+        const converged = () =>
+          diffIn(run, [join(dir, "m"), ...NODE, "--ip-family", "IPv4", "--backend", backend]).code === 0;
         expect(converged()).toBe(true);
 
         // Add an endpoint: a partial sync.
@@ -152,7 +165,7 @@ describe.skipIf(skip)("kip sync against real iptables", () => {
         () => p.lines.slice(failedAt).some((l) => /type=full ok=true/.test(l)),
         20_000,
       );
-      expect(diffIn(run, [join(dir, "m"), ...NODE, "--backend", "legacy"]).code).toBe(0);
+      expect(diffIn(run, [join(dir, "m"), ...NODE, "--ip-family", "IPv4", "--backend", "legacy"]).code).toBe(0);
     });
   }, 60_000);
 });
