@@ -9,7 +9,8 @@ import { addNodeFlags, addSimulationFlags } from "./node_flags.ts";
 
 const EXAMPLES = `
 Examples:
-  # Is this node's service routing what the manifests say? (as root, on the node)
+  # Is this node's service routing what the manifests say? (as root, on the node;
+  # IPv4 and IPv6, each family whose iptables works, one summary line each)
   kip diff cluster-dump.json --hostname-override "$(hostname)" --cluster-cidr 10.244.0.0/16
 
   # Offline, against a dump copied from a node (iptables-save > node1.rules)
@@ -23,7 +24,8 @@ its jump rules in the built-in chains, are compared; everything else on the node
 Both sides are normalised first, so iptables-save's rewriting (/32, -p order, 0.33333333349,
 --set-xmark, quoting) is not drift.
 
-Exit status: 0 no drift, 1 drift, 2 trouble (bad flags, bad manifests, iptables unusable).`;
+Exit status, the worst over the families: 0 no drift, 1 drift, 2 trouble (bad flags, bad
+manifests, iptables unusable).`;
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -38,7 +40,12 @@ export function diffCommand(io: IO, setExit: (code: number) => void) {
     .option("--live <file>", "compare with this iptables-save dump instead of the host's tables")
     .option("--from <path>", "compare two manifest sets: the old one (repeatable)", collect)
     .option("--to <path>", "…and the new one (repeatable)", collect)
-    .addOption(new Option("--ip-family <family>", "which family").choices(["IPv4", "IPv6"]).default("IPv4"))
+    .addOption(
+      new Option(
+        "--ip-family <family>",
+        "compare this family only (default: every family whose iptables works; a --live dump's own; IPv4 for --from/--to)",
+      ).choices(["IPv4", "IPv6"]),
+    )
     .addOption(
       new Option("--backend <backend>", "read this backend's tables (default: the host's iptables)").choices([
         "nft",

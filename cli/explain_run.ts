@@ -49,6 +49,10 @@ export interface ServiceEntry {
 
 /** Rules to walk, and what the walk needs to know about the host they are on. */
 export interface LoadedRules {
+  /** The family of these rules. */
+  family: IPFamily;
+  /** Something about the rules that makes any answer doubtful, for stderr. */
+  warning?: string;
   dump: SaveDump;
   host: HostFacts;
   services: ServiceEntry[];
@@ -119,6 +123,7 @@ export function rulesFromManifests(
   const d = o.localDetector;
   const nodeIP = parseIP(o.nodeIP);
   return {
+    family,
     dump,
     host: hostFromOptions(o, podInterfaceOf(o)),
     services,
@@ -177,17 +182,23 @@ function podFactsOfDump(dump: SaveDump): { cidr?: string; iface?: string } {
   return {};
 }
 
-function readLiveFile(file: string, io: IO, family: IPFamily): SaveDump {
+/** A saved dump and its family: the one asked for (checked against the generator line), else the dump's own. */
+function readLiveFile(file: string, io: IO, family: IPFamily | undefined): { dump: SaveDump; family: IPFamily } {
   const dump = parseSave(readFlagFile(io, "--live", file));
   if (dump.errors.length > 0) {
     const e = dump.errors[0];
     throw new UsageError(`${file}:${e.line}: ${e.message} (is it iptables-save output?)`);
   }
   const v6dump = dump.generator?.startsWith("ip6tables");
-  if (v6dump !== undefined && v6dump !== (family === "IPv6"))
+  if (family && v6dump !== undefined && v6dump !== (family === "IPv6"))
     throw new UsageError(`${file} was written by ${dump.generator}: it has no ${family} rules`);
   if (!dump.tables.has("nat") && !dump.tables.has("filter")) throw new UsageError(`${file} has no nat or filter table`);
-  return dump;
+  return { dump, family: family ?? (v6dump === undefined ? "IPv4" : v6dump ? "IPv6" : "IPv4") };
+}
+
+/** Whether kube-proxy (or kip sync) has written anything into these tables. */
+function hasKubeProxyRules(dump: SaveDump): boolean {
+  return ["nat", "filter"].some((t) => dump.tables.get(t)?.chains.has("KUBE-SERVICES"));
 }
 
 /** `ip -o addr`: this host's addresses. */
@@ -214,7 +225,13 @@ async function routeGet(addr: string): Promise<Route | undefined> {
   return dev ? { dev, ...(src ? { src } : {}) } : undefined;
 }
 
-async function rulesFromLive(opts: ExplainFlags, io: IO, family: IPFamily): Promise<LoadedRules> {
+async function rulesFromLive(opts: ExplainFlags, io: IO, wanted: IPFamily | undefined): Promise<LoadedRules> {
+  let family: IPFamily = wanted ?? "IPv4";
+  let fileDump: SaveDump | undefined;
+  if (typeof opts.live === "string") {
+    if (opts.backend) throw new UsageError("--backend reads this host's tables: not with --live FILE");
+    ({ dump: fileDump, family } = readLiveFile(opts.live, io, wanted));
+  }
   const config = resolveProxyConfig(opts, io);
   const o = resolveBuildOptions(config, family);
   const flagsGiveHost = (opts.hostAddress?.length ?? 0) > 0 || (opts.nodeIp?.length ?? 0) > 0;
@@ -222,9 +239,8 @@ async function rulesFromLive(opts: ExplainFlags, io: IO, family: IPFamily): Prom
   let source: string;
   let host: HostFacts;
   let routeLookup: LoadedRules["routeLookup"];
-  if (typeof opts.live === "string") {
-    if (opts.backend) throw new UsageError("--backend reads this host's tables: not with --live FILE");
-    dump = readLiveFile(opts.live, io, family);
+  if (typeof opts.live === "string" && fileDump) {
+    dump = fileDump;
     source = `${opts.live}${dump.generator ? ` (${dump.generator})` : ""}`;
     host = hostFromOptions(o);
   } else {
@@ -251,6 +267,14 @@ async function rulesFromLive(opts: ExplainFlags, io: IO, family: IPFamily): Prom
     routeLookup = routeGet;
   }
   const notes: string[] = [];
+  let warning: string | undefined;
+  if (!hasKubeProxyRules(dump)) {
+    // Every packet would walk through untouched: say why, or "no service" reads as an answer.
+    const where = typeof opts.live === "string" ? opts.live : `this host's ${family} tables`;
+    const note = `${where} hold${typeof opts.live === "string" ? "s" : ""} no kube-proxy rules (no KUBE-SERVICES chain): kube-proxy or kip sync has not written ${family} rules there, so no Service is translated`;
+    warning = note;
+    notes.push(`No kube-proxy rules: ${note}.`);
+  }
   const { dump: withJumps, added } = addKubeJumps(dump);
   if (added) notes.push("The dump has no built-in chains (restore input?): kube-proxy's jump rules were added.");
   const others = [...dump.tables.values()].filter((t) => t.name !== "nat" && t.name !== "filter" && t.rules.length > 0);
@@ -265,6 +289,8 @@ async function rulesFromLive(opts: ExplainFlags, io: IO, family: IPFamily): Prom
   if (podInterface) host.podInterface = podInterface;
   const nodeIP = parseIP(o.nodeIP);
   return {
+    family,
+    ...(warning ? { warning } : {}),
     dump: withJumps,
     host,
     services: servicesOfDump(withJumps),
@@ -321,15 +347,54 @@ function defaultSource(from: From, family: IPFamily, dst: string, rules: LoadedR
   return family === "IPv4" ? "198.18.0.1" : "2001:db8:ffff::1";
 }
 
-/** The family for the walk: from --dst, else --ip-family, else IPv4. */
-function familyOf(opts: ExplainFlags): IPFamily {
+/** The family for the walk: from --dst, else --ip-family; undefined when neither says. */
+function familyOf(opts: ExplainFlags): IPFamily | undefined {
   if (opts.dst) {
     const d = parseDst(opts.dst);
     if (opts.ipFamily && opts.ipFamily !== d.family)
       throw new UsageError(`--dst ${opts.dst} is ${d.family}, not --ip-family ${opts.ipFamily}`);
     return d.family;
   }
-  return opts.ipFamily === "IPv6" ? "IPv6" : "IPv4";
+  return opts.ipFamily === "IPv6" ? "IPv6" : opts.ipFamily === "IPv4" ? "IPv4" : undefined;
+}
+
+/**
+ * --live on this host with only --service to go by: each family whose iptables works is read,
+ * and the walk takes the first that has the Service (IPv4 first, as a dual-stack Service's
+ * primary family usually is); a note names the other family when it has the Service too.
+ */
+async function liveRulesForService(opts: ExplainFlags, io: IO, service: string): Promise<LoadedRules> {
+  const loaded: LoadedRules[] = [];
+  let firstError: unknown;
+  for (const family of ["IPv4", "IPv6"] as const) {
+    try {
+      loaded.push(await rulesFromLive(opts, io, family));
+    } catch (e) {
+      // Not root is not a family's problem: say it once, as for one family.
+      if (e instanceof IptablesUnavailable && /needs root/.test(e.message)) throw e;
+      firstError ??= e;
+    }
+  }
+  if (loaded.length === 0) throw firstError;
+  const has = loaded.filter((l) => {
+    try {
+      resolveService(l.services, service, opts.proto);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  // In no family: the error lists what each family's rules do have.
+  if (has.length === 0)
+    resolveService(
+      loaded.flatMap((l) => l.services),
+      service,
+      opts.proto,
+    );
+  const chosen = has[0];
+  for (const other of has.slice(1))
+    chosen.notes.push(`${service} has ${other.family} rules too: --ip-family ${other.family} walks those.`);
+  return chosen;
 }
 
 export async function explainPacket(
@@ -347,9 +412,15 @@ export async function explainPacket(
   const from = opts.from as From;
   if (opts.inInterface !== undefined && from === "node")
     throw new UsageError("--in-interface: packets the node sends do not arrive on an interface");
-  const family = familyOf(opts);
+  const wanted = familyOf(opts);
   const rules =
-    opts.live !== undefined ? await rulesFromLive(opts, io, family) : rulesFromManifests(paths, opts, io, family);
+    opts.live === undefined
+      ? rulesFromManifests(paths, opts, io, wanted ?? "IPv4")
+      : opts.live === true && wanted === undefined && opts.service
+        ? await liveRulesForService(opts, io, opts.service)
+        : await rulesFromLive(opts, io, wanted);
+  const family = rules.family;
+  if (rules.warning) io.stderr(`kip: warning: ${rules.warning}\n`);
 
   let dst: { ip: string; port: number };
   let proto = (opts.proto ?? "tcp") as Proto;

@@ -101,6 +101,13 @@ function minus(a: readonly string[], b: readonly string[]): string[] {
   return out;
 }
 
+/** A hunk's range as diff(1) writes it: `-0,0` for an empty side, `-5` for one line. */
+function hunkRange(start: number, count: number): string {
+  // jsdiff counts an empty side as starting at line 1; diff(1) names the line before it.
+  if (count === 0) return `${Math.max(0, start - 1)},0`;
+  return count === 1 ? `${start}` : `${start},${count}`;
+}
+
 function patchOf(name: string, oldLines: string[], newLines: string[], o: CompareOptions): string {
   const p = structuredPatch(
     `${o.oldLabel ?? "live"} ${name}`,
@@ -112,7 +119,8 @@ function patchOf(name: string, oldLines: string[], newLines: string[], o: Compar
     { context: 3 },
   );
   const out = [`--- ${p.oldFileName}`, `+++ ${p.newFileName}`];
-  for (const h of p.hunks) out.push(`@@ -${h.oldStart},${h.oldLines} +${h.newStart},${h.newLines} @@`, ...h.lines);
+  for (const h of p.hunks)
+    out.push(`@@ -${hunkRange(h.oldStart, h.oldLines)} +${hunkRange(h.newStart, h.newLines)} @@`, ...h.lines);
   return out.join("\n");
 }
 
@@ -140,13 +148,20 @@ export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions
       const want = wantByChain.get(chain) ?? [];
       const have = haveOf(chain, want);
       if (inDesired && inLive && sameLines(want, have)) continue;
+      // A chain that appears or goes away shows its declaration too, so an empty one is not
+      // a bare pair of ---/+++ headers.
+      const decl = `:${chain} - [0:0]`;
       chains.push({
         table,
         chain,
         status: !inLive ? "missing" : !inDesired ? "extra" : "changed",
         added: minus(want, have),
         removed: minus(have, want),
-        patch: patchOf(`${table}/${chain}`, inLive ? have : [], inDesired ? want : [], o),
+        patch: !inLive
+          ? patchOf(`${table}/${chain}`, [], [decl, ...want], o)
+          : !inDesired
+            ? patchOf(`${table}/${chain}`, [decl, ...have], [], o)
+            : patchOf(`${table}/${chain}`, have, want, o),
       });
     }
     if (!o.jumps) continue;

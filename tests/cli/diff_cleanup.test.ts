@@ -78,17 +78,51 @@ describe("kip diff --live FILE (offline)", () => {
     expect(kip(["diff", ...SEED, "--live", tmpFile("n.rules", dump)]).code).toBe(0);
   });
 
-  test("a dump of the other family, or not a dump at all, is trouble (exit 2)", () => {
-    expect(kip(["diff", ...SEED, "--live", live("ipv6-nodeport-local-ip6tables-nft")])).toEqual({
+  test("a dump of the other family than --ip-family, or not a dump at all, is trouble (exit 2)", () => {
+    expect(kip(["diff", ...SEED, "--ip-family", "IPv4", "--live", live("ipv6-nodeport-local-ip6tables-nft")])).toEqual({
       code: 2,
       stdout: "",
       stderr: `kip: ${live("ipv6-nodeport-local-ip6tables-nft")} was written by ip6tables-nft-save: compare it with --ip-family IPv6\n`,
     });
     const bad = tmpFile("x.rules", "hello\n");
     expect(kip(["diff", ...SEED, "--live", bad]).stderr).toBe(
-      `kip: ${bad}:1: outside a table: "hello" (is it iptables-save output?)\n`,
+      `kip: ${bad}:1: outside a table (no *table line before it) (is it iptables-save output?)\n`,
     );
     expect(kip(["diff", ...SEED, "--live", "/no/such/file"]).code).toBe(2);
+  });
+
+  test("one dump is one family: without --ip-family, the dump's generator line picks it", () => {
+    const v6 = V6.filter((a) => a !== "--ip-family" && a !== "IPv6");
+    const same = kip(["diff", ...v6, "--live", live("ipv6-nodeport-local-ip6tables-legacy")]);
+    expect([same.code, same.stdout]).toEqual([0, "kip diff: IPv6: no drift\n"]);
+    // The seed's manifests have no IPv6 Service: against an IPv6 node, its chains are extra.
+    const r = kip(["diff", ...SEED, "--live", live("ipv6-nodeport-local-ip6tables-nft")]);
+    expect(r.code).toBe(1);
+    expect(r.stdout.trimEnd().split("\n").at(-1)).toMatch(/^kip diff: IPv6: 0 chains missing, \d+ extra/);
+    // No generator line (restore input, a hand-made file): --ip-family, else IPv4.
+    const bare = readFileSync(live("seed-iptables-nft"), "utf8").replace(/^# .*\n/gm, "");
+    expect(kip(["diff", ...SEED, "--live", tmpFile("bare.rules", bare)]).stdout).toBe("kip diff: IPv4: no drift\n");
+  });
+
+  test("diff(1) hunk ranges, and a chain that appears or goes away shows its declaration", () => {
+    const dump = readFileSync(live("seed-iptables-legacy"), "utf8")
+      .replace("*nat\n", "*nat\n:KUBE-SEP-STALEXXXXXXXXXXX - [0:0]\n")
+      .split("\n")
+      .filter((l) => !l.includes("KUBE-SEP-OJQRYVIILJUTFXOB") || l.includes("-j KUBE-SEP-OJQRYVIILJUTFXOB"))
+      .join("\n");
+    const r = kip(["diff", ...SEED, "--live", tmpFile("n.rules", dump)]);
+    expect(r.code).toBe(1);
+    // An empty extra chain: one line, not bare ---/+++ headers; an empty side is -0,0 / +0,0.
+    expect(r.stdout).toContain(
+      "--- live nat/KUBE-SEP-STALEXXXXXXXXXXX\n+++ desired nat/KUBE-SEP-STALEXXXXXXXXXXX\n@@ -1 +0,0 @@\n-:KUBE-SEP-STALEXXXXXXXXXXX - [0:0]\n",
+    );
+    expect(r.stdout).toContain(
+      "--- live nat/KUBE-SEP-OJQRYVIILJUTFXOB\n+++ desired nat/KUBE-SEP-OJQRYVIILJUTFXOB\n@@ -0,0 +1,3 @@\n+:KUBE-SEP-OJQRYVIILJUTFXOB - [0:0]\n+-A KUBE-SEP-OJQRYVIILJUTFXOB ",
+    );
+    expect(r.stdout).not.toMatch(/^@@ -[1-9]\d*,0 |^@@ .* \+[1-9]\d*,0 @@/m);
+    // -o json lists rules only, never the declaration line.
+    const j = JSON.parse(kip(["diff", ...SEED, "--live", tmpFile("n.rules", dump), "-o", "json"]).stdout);
+    for (const c of j.chains) for (const rule of [...c.added, ...c.removed]) expect(rule).toStartWith("-A ");
   });
 
   test("bad manifests are trouble too, never drift", () => {
@@ -129,7 +163,8 @@ describe("kip diff --from --to (what a PR changes)", () => {
 });
 
 describe("kip cleanup: refusing clearly", () => {
-  test("no iptables on PATH: exit 2, one line", () => {
+  // Not being root is refused first (the test below), so this one needs root.
+  test.skipIf(process.getuid?.() !== 0)("no iptables on PATH: exit 2, one line", () => {
     const r = kip(["cleanup"], { env: { PATH: "/nonexistent" } });
     expect(r).toEqual({
       code: 2,

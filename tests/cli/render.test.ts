@@ -2,11 +2,12 @@
  * The compiled binary as a user runs it: argv in; stdout, stderr and exit code out, together.
  */
 import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VERSION } from "../../lib/version.ts";
-import { kip } from "../support/binary.ts";
+import { ensureBinary, kip } from "../support/binary.ts";
 
 const SEED = ["render", "examples/seed", "--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
 
@@ -91,6 +92,43 @@ describe("kip render (compiled)", () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain("unknown option '--no-such-flag'");
+  });
+
+  test("several unreadable paths: every line is kip's", () => {
+    expect(kip(["render", "no/a", "no/b"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr:
+        'kip: Cannot read "no/a": no such file or directory\nkip: Cannot read "no/b": no such file or directory\n',
+    });
+  });
+
+  test("a mistyped flag (-0 for -o) is an unknown option, not a path", () => {
+    expect(kip(["render", "examples/seed", "-0", "json"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: 'kip: unknown option "-0" (did you mean -o?)\n',
+    });
+    // A file whose name starts with '-' is still a path.
+    const dir = tmp({ "-seed.yaml": readFileSync("examples/seed/services.yaml", "utf8") });
+    const r = spawnSync(ensureBinary(), ["render", "--hostname-override", "node1", "--", "-seed.yaml"], {
+      cwd: dir,
+      encoding: "utf8",
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("KUBE-SERVICES");
+  });
+
+  test("a name that is not valid says what a valid one is", () => {
+    const dir = tmp({
+      "s.yaml":
+        "apiVersion: v1\nkind: Service\nmetadata: {name: Web_App}\nspec: {clusterIP: 10.96.0.5, ports: [{port: 80}]}\n",
+    });
+    const r = kip(["render", dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `metadata.name: "Web_App" is not a valid name: at most 63 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit (e.g. web-app)\n`,
+    );
   });
 
   test("a flag value that could inject an option is refused", () => {
@@ -195,6 +233,11 @@ describe("kip render (compiled)", () => {
     expect(rh.stdout).toContain("kip render examples/seed --hostname-override node1");
     expect(rh.stdout).toContain("Exit status");
     expect(kip(["help", "render"]).stdout).toBe(rh.stdout);
+    expect(kip(["help", "nosuch"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: 'kip: no command "nosuch": the commands are render, diff, cleanup, sync, explain\n',
+    });
   });
 
   test("the version matches package.json", () => {

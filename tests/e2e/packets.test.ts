@@ -152,7 +152,17 @@ for (const backend of BACKENDS) {
 
     // Last, because it takes the rules away: the node as kip diff and kip cleanup see it.
     test("kip diff finds no drift; kip cleanup removes it all; ClusterIP traffic stops", () => {
-      const diff = node().inNode([KIP, "diff", E2E_MANIFESTS, ...NODE_FLAGS, "--backend", backend, "--no-color"]);
+      const diff = node().inNode([
+        KIP,
+        "diff",
+        E2E_MANIFESTS,
+        ...NODE_FLAGS,
+        "--ip-family",
+        "IPv4",
+        "--backend",
+        backend,
+        "--no-color",
+      ]);
       expect(diff.stdout).toBe("kip diff: IPv4: no drift\n");
       expect(diff.code).toBe(0);
       expect(ok(node().curl("client", NGINX_SVC), "before cleanup").pod).toMatch(/^pod[123]$/);
@@ -166,7 +176,17 @@ for (const backend of BACKENDS) {
       expect(node().curl("client", NGINX_SVC).code).not.toBe(0);
       // The pods themselves still answer: only the service routing is gone.
       expect(ok(node().curl("client", `http://${ADDR.pod1}/`), "pod1 directly").pod).toBe("pod1");
-      const after = node().inNode([KIP, "diff", E2E_MANIFESTS, ...NODE_FLAGS, "--backend", backend, "--no-color"]);
+      const after = node().inNode([
+        KIP,
+        "diff",
+        E2E_MANIFESTS,
+        ...NODE_FLAGS,
+        "--ip-family",
+        "IPv4",
+        "--backend",
+        backend,
+        "--no-color",
+      ]);
       expect(after.code).toBe(1);
       expect(after.stdout).toMatch(/chains missing/);
     }, 30_000);

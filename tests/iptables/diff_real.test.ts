@@ -4,12 +4,15 @@
  * tampering it exits 1 and names the chain.
  */
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { IPFamily } from "../../lib/model/ip.ts";
 import { ensureBinary } from "../support/binary.ts";
 import { fixtureArgs } from "../support/fixtures.ts";
 import { runKip } from "../support/io.ts";
 import { loadLikeKubeProxy, type RunInNs, tool } from "../support/kube_proxy.ts";
-import { skipRealIptables, withNetns } from "../support/netns.ts";
+import { exec, skipRealIptables, withNetns } from "../support/netns.ts";
 
 const skip = skipRealIptables();
 
@@ -24,8 +27,10 @@ async function rendered(family: IPFamily): Promise<{ args: string[]; restore: st
   return { args: argv.slice(1).filter((a) => a !== "--canonical"), restore: r.stdout };
 }
 
+/** `kip diff` of one family (only that family's rules are loaded in these tests). */
 function kipDiff(run: RunInNs, args: string[], backend: string, extra: string[] = []) {
-  return run([ensureBinary(), "diff", ...args, "--backend", backend, "--no-color", ...extra]);
+  const family = args.includes("IPv6") ? [] : ["--ip-family", "IPv4"];
+  return run([ensureBinary(), "diff", ...args, ...family, "--backend", backend, "--no-color", ...extra]);
 }
 
 /** The first rule line of a chain whose name starts with `prefix`, from the live dump. */
@@ -120,4 +125,78 @@ describe.skipIf(skip)("kip diff on real tables", () => {
           });
         });
     }
+});
+
+const SEED = ["examples/seed", "--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
+
+/** The seed's rules in both families, as kube-proxy (or kip sync) leaves a dual-stack-capable node. */
+async function loadBothFamilies(run: RunInNs, backend: "nft" | "legacy"): Promise<void> {
+  for (const family of ["IPv4", "IPv6"] as const) {
+    const r = await runKip(["render", ...SEED, "--ip-family", family]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    loadLikeKubeProxy(run, family, backend, r.stdout);
+  }
+}
+
+describe.skipIf(skip)("kip diff on real tables: every family by default", () => {
+  test("both families compared, one summary line each; IPv6 drift alone is found (exit 1)", async () => {
+    await withNetns(async (_ns, run) => {
+      await loadBothFamilies(run, "nft");
+      const diff = (extra: string[] = []) =>
+        run([ensureBinary(), "diff", ...SEED, "--backend", "nft", "--no-color", ...extra]);
+      const same = diff();
+      expect([same.code, same.stdout]).toEqual([0, "kip diff: IPv4: no drift\nkip diff: IPv6: no drift\n"]);
+      expect(same.stderr).toContain("kip: live IPv6 rules from ip6tables-nft");
+      // The issue's case: IPv6 KUBE-POSTROUTING flushed.
+      expect(run(["ip6tables-nft", "-t", "nat", "-F", "KUBE-POSTROUTING"]).code).toBe(0);
+      const r = diff();
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(
+        "--- live IPv6 nat/KUBE-POSTROUTING\n+++ desired IPv6 nat/KUBE-POSTROUTING\n@@ -0,0 +1,",
+      );
+      expect(r.stdout.trimEnd().split("\n").slice(-2)).toEqual([
+        "kip diff: IPv4: no drift",
+        "kip diff: IPv6: 0 chains missing, 0 extra, 1 changed; rules +3 -0",
+      ]);
+      const j = JSON.parse(diff(["-o", "json"]).stdout);
+      expect(j.drift).toBe(true);
+      expect(j.families.map((f: { family: string; drift: boolean }) => [f.family, f.drift])).toEqual([
+        ["IPv4", false],
+        ["IPv6", true],
+      ]);
+      // --ip-family still selects one, with the single-family JSON shape.
+      expect(diff(["--ip-family", "IPv4"])).toMatchObject({ code: 0, stdout: "kip diff: IPv4: no drift\n" });
+      expect(JSON.parse(diff(["--ip-family", "IPv6", "-o", "json"]).stdout)).toMatchObject({
+        family: "IPv6",
+        drift: true,
+      });
+    });
+  });
+
+  test("a family whose iptables does not work is skipped with a warning", async () => {
+    // A PATH with IPv4's iptables only.
+    const bin = mkdtempSync(join(tmpdir(), "kip-v4only-"));
+    for (const tool of ["iptables-nft", "iptables-nft-save", "iptables-nft-restore"])
+      symlinkSync(exec(["which", tool]).stdout.trim(), join(bin, tool));
+    await withNetns(async (_ns, run) => {
+      await loadBothFamilies(run, "nft");
+      const r = run(["env", `PATH=${bin}`, ensureBinary(), "diff", ...SEED, "--backend", "nft", "--no-color"]);
+      expect(r.stdout).toBe("kip diff: IPv4: no drift\n");
+      expect(r.stderr).toContain("kip: warning: skipping IPv6: ip6tables-nft is not installed (or not on PATH)\n");
+      expect(r.code).toBe(0);
+      // Asked for by name, a missing family is trouble.
+      const v6 = run([
+        "env",
+        `PATH=${bin}`,
+        ensureBinary(),
+        "diff",
+        ...SEED,
+        "--ip-family",
+        "IPv6",
+        "--backend",
+        "nft",
+      ]);
+      expect(v6.code).toBe(2);
+    });
+  });
 });
