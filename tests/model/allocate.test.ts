@@ -16,26 +16,16 @@ import { loadManifests } from "../../lib/model/load.ts";
 import type { Service } from "../../lib/model/types.ts";
 import { defaultConfig } from "../../lib/proxy/options.ts";
 import { renderManifests } from "../../lib/render.ts";
+import { modelService } from "../support/objects.ts";
 
+/** A Service as a manifest leaves it: no cluster IP, no node port. */
 function svc(name: string, extra: Partial<Service> = {}): Service {
-  return {
-    namespace: "default",
-    name,
-    labels: {},
-    type: "ClusterIP",
+  return modelService("default", name, "", {
     clusterIPs: [],
     ipFamilies: [],
     ports: [{ name: "http", protocol: "TCP", port: 80, nodePort: 0, targetPort: 8080 }],
-    externalIPs: [],
-    loadBalancerSourceRanges: [],
-    loadBalancerIngress: [],
-    sessionAffinity: "None",
-    affinityTimeoutSeconds: 0,
-    externalTrafficPolicy: "Cluster",
-    internalTrafficPolicy: "Cluster",
-    healthCheckNodePort: 0,
     ...extra,
-  };
+  });
 }
 
 function policy(cidrs: string, ports = "30000-32767"): ClusterPolicy {

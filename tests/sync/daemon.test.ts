@@ -7,29 +7,13 @@ import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import type { EndpointSlice, Service } from "../../lib/model/types.ts";
 import { defaultConfig } from "../../lib/proxy/options.ts";
 import { ChangeTracker } from "../../lib/proxy/tracker.ts";
-import type { Source, SourceEvent, SourceHandler } from "../../lib/sources/source.ts";
 import { Daemon } from "../../lib/sync/daemon.ts";
 import { createLogger } from "../../lib/sync/log.ts";
 import { createMetrics } from "../../lib/sync/metrics.ts";
 import { Proxier, type SyncOutcome } from "../../lib/sync/proxier.ts";
 import { FakeClock } from "../support/clock.ts";
+import { MemorySource } from "../support/memory_source.ts";
 import { modelService, modelSlice } from "../support/objects.ts";
-
-class MemorySource implements Source {
-  h?: SourceHandler;
-  async start(h: SourceHandler) {
-    this.h = h;
-  }
-  async stop() {
-    this.h = undefined;
-  }
-  emit(e: SourceEvent) {
-    this.h?.onEvent(e);
-  }
-  syncedAll() {
-    for (const k of ["Service", "EndpointSlice", "Node"] as const) this.h?.onSynced(k);
-  }
-}
 
 const svc = (name: string, ip: string): Service => modelService("ns", name, ip);
 const slice = (service: string, ips: string[]): EndpointSlice => modelSlice("ns", `${service}-1`, service, ips);

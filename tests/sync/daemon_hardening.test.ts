@@ -12,29 +12,13 @@ import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import type { CommandResult } from "../../lib/iptables/runner.ts";
 import { defaultConfig } from "../../lib/proxy/options.ts";
 import { ChangeTracker } from "../../lib/proxy/tracker.ts";
-import type { Source, SourceEvent, SourceHandler } from "../../lib/sources/source.ts";
 import { Daemon, type DaemonOptions } from "../../lib/sync/daemon.ts";
 import { createLogger } from "../../lib/sync/log.ts";
 import { Proxier, type SyncOutcome } from "../../lib/sync/proxier.ts";
 import { FakeClock } from "../support/clock.ts";
+import { MemorySource } from "../support/memory_source.ts";
 import { modelService, modelSlice } from "../support/objects.ts";
 import { eventually } from "../support/sync_proc.ts";
-
-class MemorySource implements Source {
-  h?: SourceHandler;
-  async start(h: SourceHandler) {
-    this.h = h;
-  }
-  async stop() {
-    this.h = undefined;
-  }
-  emit(e: SourceEvent) {
-    this.h?.onEvent(e);
-  }
-  syncedAll() {
-    for (const k of ["Service", "EndpointSlice", "Node"] as const) this.h?.onSynced(k);
-  }
-}
 
 const UDP = { ports: [{ name: "dns", protocol: "UDP" as const, port: 53, nodePort: 0 }] };
 
