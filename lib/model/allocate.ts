@@ -224,12 +224,18 @@ export function allocateServices(services: readonly Service[], policy: ClusterPo
   for (const svc of sorted) {
     if (svc.type === "ExternalName" || svc.clusterIPs[0] === "None") continue;
     let next = svc;
-    const { families, problem } = familiesFor(svc, cluster);
+    // Only a Service still short of addresses is the allocator's business (a dump of a real
+    // cluster has them all, whatever --service-cluster-ip-range says).
+    const dual = (svc.ipFamilyPolicy ?? "SingleStack") !== "SingleStack";
+    const { families, problem } =
+      svc.clusterIPs.length === 0 || (dual && svc.clusterIPs.length === 1)
+        ? familiesFor(svc, cluster)
+        : { families: svc.ipFamilies, problem: undefined };
     if (problem) {
       warnings.push({ service: svc, message: `cannot allocate a cluster IP: ${problem}` });
       if (svc.clusterIPs.length === 0) continue;
     }
-    if (families.length > svc.clusterIPs.length) {
+    if (!problem && families.length > svc.clusterIPs.length) {
       const clusterIPs = [...svc.clusterIPs];
       const ipFamilies = [...svc.ipFamilies];
       for (const fam of families) {

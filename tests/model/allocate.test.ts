@@ -198,6 +198,17 @@ describe("allocateServices", () => {
     expect(r.allocated.filter((a) => a.field === "nodePort")).toHaveLength(1);
   });
 
+  test("Services that already have their addresses are not checked against the range's families", () => {
+    const v6 = svc("v6", { clusterIPs: ["fd00::10"], ipFamilies: ["IPv6"] });
+    const r = allocateServices([v6], defaultClusterPolicy());
+    expect(r.warnings).toEqual([]);
+    expect(r.services[0]).toBe(v6);
+    const wants = svc("wants-v6", { requestedIPFamilies: ["IPv6"] });
+    expect(allocateServices([wants], defaultClusterPolicy()).warnings.map((w) => w.message)).toEqual([
+      "cannot allocate a cluster IP: IPv6 is not configured in --service-cluster-ip-range",
+    ]);
+  });
+
   test("headless and ExternalName Services are left alone", () => {
     const headless = svc("h", { clusterIPs: ["None"] });
     const ext = svc("e", { type: "ExternalName" });
