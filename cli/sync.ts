@@ -17,6 +17,10 @@ Examples:
   # What would be applied, without applying it
   kip sync --once --dry-run --manifests ./k8s --hostname-override node1
 
+  # Health-checked backends: annotate a Service with a Pod-style readiness probe, e.g.
+  #   kip/readiness-probe: '{"httpGet": {"path": "/healthz"}, "periodSeconds": 2}'
+  # (manifests mode only; states at /debug/endpoints on the metrics address)
+
   # In a cluster (DaemonSet): the in-cluster service account, or a kubeconfig
   kip sync --kubeconfig /etc/kubernetes/kube-proxy.conf --hostname-override "$NODE_NAME"
 
@@ -94,7 +98,7 @@ export function syncCommand(io: IO, setExit: (code: number) => void) {
     .option("--healthz-bind-address <ip:port>", "/healthz and /livez (default: --config's, else 0.0.0.0:10256)")
     .option(
       "--metrics-bind-address <ip:port>",
-      "/metrics and /debug/last-restore (default: --config's, else 127.0.0.1:10249)",
+      "/metrics, /debug/last-restore and /debug/endpoints (default: --config's, else 127.0.0.1:10249)",
     )
     .option("--state-dir <dir>", "where the last good and last failed restore payloads are kept", "/var/lib/kip")
     .option(

@@ -11,6 +11,7 @@ import { parseDuration } from "../lib/proxy/config.ts";
 import { type ProxyConfig, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { ChangeTracker } from "../lib/proxy/tracker.ts";
 import { ManifestsSource } from "../lib/sources/manifests.ts";
+import { ProbeAnnotationIgnored, ProbingSource } from "../lib/sources/probing.ts";
 import type { Source } from "../lib/sources/source.ts";
 import { DEFAULT_BATCH } from "../lib/sync/batch.ts";
 import { cleanStaleUDP, udpTargets } from "../lib/sync/conntrack.ts";
@@ -134,15 +135,27 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
           maxTotalBytes,
         })
       : undefined;
+    const metrics = createMetrics();
+    // Manifests: kip/readiness-probe annotations are run here. Apiserver: the kubelet's own.
+    const probing = manifests
+      ? new ProbingSource(manifests, {
+          clock: realClock,
+          log: (level, msg, fields) => log.log(level, msg, fields),
+          metrics,
+        })
+      : undefined;
     const source: Source =
-      manifests ??
-      (await import("../lib/sources/apiserver.ts")).createApiserverSource({
-        kubeconfig: opts.kubeconfig,
-        master: opts.master,
-        nodeName: config.hostname,
-        env: io.env,
-        onLog: (m: string) => log.log("info", m),
-      });
+      probing ??
+      new ProbeAnnotationIgnored(
+        (await import("../lib/sources/apiserver.ts")).createApiserverSource({
+          kubeconfig: opts.kubeconfig,
+          master: opts.master,
+          nodeName: config.hostname,
+          env: io.env,
+          onLog: (m: string) => log.log("info", m),
+        }),
+        (level, msg, fields) => log.log(level, msg, fields),
+      );
 
     const proxiers = runners.map(
       (runner) =>
@@ -192,7 +205,6 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
       }
     }
 
-    const metrics = createMetrics();
     const health = new HealthState(
       runners.map((r) => r.family),
       2 * syncPeriod,
@@ -268,7 +280,7 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
       metrics,
       () =>
         Object.fromEntries(proxiers.map((p) => [p.family, { lastSuccess: p.lastSuccess, lastFailure: p.lastFailure }])),
-      { debugFromNetwork: opts.debugFromNetwork === true },
+      { debugFromNetwork: opts.debugFromNetwork === true, endpoints: probing && (() => probing.endpoints()) },
     );
     servers.push(hz, ms);
     log.log("info", "serving", {

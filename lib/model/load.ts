@@ -4,6 +4,7 @@
 import { bare, quote } from "../util/quote.ts";
 import { type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
 import { type PolicyCheck, servicePolicyProblems } from "./policy.ts";
+import { PROBE_ANNOTATION, parseReadinessProbe } from "./probe.ts";
 import {
   apiVersionProblem,
   checkUnknownFields,
@@ -12,7 +13,7 @@ import {
   WORKLOAD_KINDS as WORKLOAD_KIND_NAMES,
 } from "./rules.ts";
 import { validateWorkload, type Workload } from "./simulate.ts";
-import type { ClusterState, EndpointSlice, Node, Origin, Service } from "./types.ts";
+import type { ClusterState, EndpointSlice, Node, Origin, ReadinessProbe, Service } from "./types.ts";
 import { type Reporter, validateEndpointSlice, validateEndpoints, validateNode, validateService } from "./validate.ts";
 
 export interface Problem {
@@ -216,12 +217,27 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
           for (const p of problems) (opts.policy.enforce ? reporter.error : reporter.warn)(p.path, p.message);
           if (problems.length > 0 && opts.policy.enforce) return;
         }
+        const { readinessProbeAnnotation: probeText, ...rest } = svc;
+        let readinessProbe: ReadinessProbe | undefined;
+        if (probeText !== undefined) {
+          // Errors point at the annotation's line; the path goes on inside its value.
+          const base: Path = ["metadata", "annotations", PROBE_ANNOTATION];
+          let bad = false;
+          readinessProbe = parseReadinessProbe(probeText, {
+            error: (p, m) => {
+              bad = true;
+              reporter.error([...base, ...p], m);
+            },
+            warn: (p, m) => reporter.warn([...base, ...p], m),
+          });
+          if (bad) return;
+        }
         if (!opts.allocates && svc.type !== "ExternalName" && svc.clusterIPs.length === 0)
           reporter.warn(
             ["spec", "clusterIP"],
             "no clusterIP: the API server would allocate one; skipping this Service",
           );
-        services.push({ ...svc, origin });
+        services.push({ ...rest, ...(readinessProbe ? { readinessProbe } : {}), origin });
         return;
       }
       case "discovery.k8s.io/v1 EndpointSlice": {

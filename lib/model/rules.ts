@@ -42,6 +42,12 @@ export const LIMITS = {
   zoneHints: 8,
   nodeHints: 8,
   affinityTimeoutSeconds: 86400,
+  /** kip's bound on a readiness probe's seconds fields (the kubelet's is int32). */
+  probeSeconds: 86400,
+  /** An httpGet probe's path, and its headers (count, and name + value length). */
+  probePath: 2048,
+  probeHeaders: 32,
+  probeHeaderBytes: 4096,
   /**
    * Nesting of lists and maps in one document. Go's decoders stop at 10000; kip stops at
    * 1000, far beyond any real manifest, so that parsing stays within the stack.
@@ -242,6 +248,27 @@ const WORKLOAD = obj({
   ...TYPE_META,
   spec: open({ replicas: ANY, template: obj({ metadata: OBJECT_META, spec: POD_SPEC }) }),
   status: ANY,
+});
+
+/** The Service annotation that holds a readiness probe for `kip sync --manifests` (probe.ts). */
+export const PROBE_ANNOTATION = "kip/readiness-probe";
+
+/**
+ * The `kip/readiness-probe` annotation's value: a v1 Probe (core/v1 types). `exec`, `grpc`,
+ * `host` and `terminationGracePeriodSeconds` are known, so that probe.ts refuses them by name
+ * rather than warn that they are unknown.
+ */
+export const READINESS_PROBE: Shape = obj({
+  exec: ANY,
+  grpc: ANY,
+  tcpSocket: obj({ port: ANY, host: ANY }),
+  httpGet: obj({ path: ANY, port: ANY, host: ANY, scheme: ANY, httpHeaders: list(obj({ name: ANY, value: ANY })) }),
+  initialDelaySeconds: ANY,
+  periodSeconds: ANY,
+  timeoutSeconds: ANY,
+  successThreshold: ANY,
+  failureThreshold: ANY,
+  terminationGracePeriodSeconds: ANY,
 });
 
 /** The known fields of each kind kip reads. */

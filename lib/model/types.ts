@@ -67,7 +67,37 @@ export interface Service {
   publishNotReadyAddresses?: boolean;
   /** spec.allocateLoadBalancerNodePorts (LoadBalancer only; default true). */
   allocateLoadBalancerNodePorts?: boolean;
+  /**
+   * The `kip/readiness-probe` annotation as written (validateService keeps the raw text; the
+   * manifests loader parses it into `readinessProbe`). Neither is read by the engine: only
+   * `kip sync --manifests` probes (lib/sources/probing.ts).
+   */
+  readinessProbeAnnotation?: string;
+  readinessProbe?: ReadinessProbe;
   origin?: Origin;
+}
+
+/**
+ * A Pod-style readiness probe (the kubelet's fields, defaults and meaning), for manifests
+ * mode. No `exec` and no `host`: kip runs no command from a manifest and probes only the
+ * endpoints' own addresses.
+ */
+export interface ReadinessProbe {
+  handler:
+    | { type: "tcpSocket"; port?: number | string }
+    | {
+        type: "httpGet";
+        /** Starts with "/"; default "/". */
+        path: string;
+        port?: number | string;
+        scheme: "HTTP" | "HTTPS";
+        headers: { name: string; value: string }[];
+      };
+  initialDelaySeconds: number;
+  periodSeconds: number;
+  timeoutSeconds: number;
+  successThreshold: number;
+  failureThreshold: number;
 }
 
 export type IPFamilyPolicy = "SingleStack" | "PreferDualStack" | "RequireDualStack";

@@ -8,7 +8,7 @@
 import { quote } from "../util/quote.ts";
 import { type IPFamily, isLoopback, isUnspecified, parseCIDR, parseIP } from "./ip.ts";
 import type { Path } from "./parse.ts";
-import { ENUMS, LIMITS, specialIPProblem } from "./rules.ts";
+import { ENUMS, LIMITS, PROBE_ANNOTATION, specialIPProblem } from "./rules.ts";
 import type {
   Endpoint,
   EndpointPort,
@@ -491,6 +491,10 @@ export function validateService(obj: Record<string, unknown>, r: Reporter): Serv
     ...(requestedIPFamilies.length > 0 ? { requestedIPFamilies } : {}),
     ...(publishNotReadyAddresses ? { publishNotReadyAddresses } : {}),
     ...(allocateLoadBalancerNodePorts === false ? { allocateLoadBalancerNodePorts } : {}),
+    // Kept as text: the manifests loader parses it (probe.ts); the apiserver source ignores it.
+    ...(typeof meta.annotations[PROBE_ANNOTATION] === "string"
+      ? { readinessProbeAnnotation: meta.annotations[PROBE_ANNOTATION] }
+      : {}),
   };
 }
 

@@ -190,11 +190,19 @@ export function cachedDebugBody(lastRestores: () => LastRestores): () => string 
   };
 }
 
-/** /metrics, /healthz ("ok"), /proxyMode, /debug/last-restore (loopback clients, unless `debugFromNetwork`). */
+/**
+ * /metrics, /healthz ("ok"), /proxyMode, /debug/last-restore and /debug/endpoints (loopback
+ * clients, unless `debugFromNetwork`: both list endpoint addresses).
+ */
 export function metricsServer(
   metrics: Metrics,
   lastRestores: () => LastRestores,
-  opts: { debugFromNetwork?: boolean; limits?: ServerLimits } = {},
+  opts: {
+    debugFromNetwork?: boolean;
+    limits?: ServerLimits;
+    /** Each probed endpoint's state (kip sync --manifests); absent: the list is empty, and why. */
+    endpoints?: () => unknown[];
+  } = {},
 ): Server {
   const debugBody = cachedDebugBody(lastRestores);
   const server = createServer(async (req, res) => {
@@ -202,14 +210,20 @@ export function metricsServer(
     if (path === "/metrics") return send(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
     if (path === "/healthz") return send(res, 200, "ok", "text/plain; charset=utf-8");
     if (path === "/proxyMode") return send(res, 200, "iptables", "text/plain; charset=utf-8");
-    if (path === "/debug/last-restore") {
+    if (path === "/debug/last-restore" || path === "/debug/endpoints") {
       if (!opts.debugFromNetwork && !isLoopbackPeer(req.socket.remoteAddress))
         return send(
           res,
           403,
-          "/debug/last-restore answers loopback clients only (kip sync --debug-from-network allows others)\n",
+          `${path} answers loopback clients only (kip sync --debug-from-network allows others)\n`,
           "text/plain; charset=utf-8",
         );
+      if (path === "/debug/endpoints") {
+        const body = opts.endpoints
+          ? { endpoints: opts.endpoints() }
+          : { endpoints: [], note: "readiness probes run with kip sync --manifests only" };
+        return send(res, 200, `${JSON.stringify(body, null, 2)}\n`);
+      }
       return send(res, 200, debugBody());
     }
     send(res, 404, "404 page not found\n", "text/plain; charset=utf-8");

@@ -74,6 +74,20 @@ export function createMetrics() {
     ),
     healthz: counter("proxy_healthz_total", "Cumulative proxy healthz HTTP status", ["code"]),
     livez: counter("proxy_livez_total", "Cumulative proxy livez HTTP status", ["code"]),
+    // kip's own (kip sync --manifests with kip/readiness-probe): not kube-proxy metrics.
+    probeReady: new client.Gauge({
+      name: "kip_endpoint_probe_ready",
+      help: "Whether the endpoint passes its Service's kip/readiness-probe (1) or not (0)",
+      labelNames: ["namespace", "service", "endpoint"],
+      registers: [registry],
+    }),
+    probeDuration: new client.Histogram({
+      name: "kip_endpoint_probe_duration_seconds",
+      help: "Duration of kip/readiness-probe probes in seconds",
+      labelNames: ["probe", "result"],
+      buckets: BUCKETS,
+      registers: [registry],
+    }),
   };
 }
 
