@@ -266,3 +266,29 @@ export function quoteArg(a: string): string {
 export function ruleLine(r: Pick<SavedRule, "op" | "chain" | "args">): string {
   return [r.op, r.chain, ...r.args.map(quoteArg)].join(" ");
 }
+
+/**
+ * The chains declared in one table of iptables-save text, without parsing its rules: a
+ * background stale-chain check needs the names only, and a 10k-Service nat table is 430k
+ * lines, of which the declarations are the first ~110k of the table's section.
+ */
+export function savedChainNames(text: string, table: string): string[] {
+  const out: string[] = [];
+  const head = `*${table}\n`;
+  let at = text.startsWith(head.slice(0, -1)) ? 0 : text.indexOf(`\n${head}`);
+  if (at < 0) return out;
+  at = text.indexOf("\n", at + 1) + 1;
+  while (at > 0 && at < text.length) {
+    const c = text.charCodeAt(at);
+    // Declarations come first; the first rule, COMMIT or next table ends them (comments do not).
+    if (c !== 58 /* : */ && c !== 35 /* # */) break;
+    const eol = text.indexOf("\n", at);
+    const end = eol < 0 ? text.length : eol;
+    if (c === 58) {
+      const sp = text.indexOf(" ", at);
+      out.push(text.slice(at + 1, sp < 0 || sp > end ? end : sp));
+    }
+    at = end + 1;
+  }
+  return out;
+}

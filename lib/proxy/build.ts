@@ -52,8 +52,11 @@ export interface SyncContext {
   cache?: BuildCache;
   /** Services (`ns/name`) changed since the last sync; undefined = full sync. */
   changedServices?: ReadonlySet<string>;
-  /** nat chains present on the host (from iptables-save): stale service chains get `-X`. */
-  existingNatChains?: readonly string[];
+  /**
+   * nat chains present on the host (read from iptables-save, or what the sync loop knows it
+   * wrote): those that are service chains and no longer active get `-X`.
+   */
+  existingNatChains?: Iterable<string>;
   /** In large-cluster mode stale chains are collected at most once per syncPeriod. */
   skipStaleChainCleanup?: boolean;
 }
@@ -409,12 +412,14 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   }
 
   // Stale service chains left on the host by earlier syncs (spec §8.2), sorted (spec §16).
+  let deletedNatChains: string[] = [];
   if (sync.existingNatChains && !sync.skipStaleChainCleanup) {
     const stale: string[] = [];
     for (const c of sync.existingNatChains) if (!activeNatChains.has(c) && isServiceChain(c)) stale.push(c);
     stale.sort();
     for (const c of stale) natChains.push(c);
     for (const c of stale) natRules.push(`-X ${c}`);
+    deletedNatChains = stale;
   }
 
   // Tail: KUBE-SERVICES → KUBE-NODEPORTS, always last (spec §7.3).
@@ -453,6 +458,7 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     nat: { chains: natChains, rules: natRules },
     services,
     activeNatChains,
+    deletedNatChains,
     largeCluster,
     totalEndpoints,
     skippedNatRules,

@@ -45,6 +45,8 @@ export interface Ruleset {
   services: ServicePortSummary[];
   /** Every nat chain the current services own (written or not): stale-chain GC keeps these. */
   activeNatChains: Set<string>;
+  /** Stale service chains this ruleset deletes (`-X`), sorted. */
+  deletedNatChains: string[];
   /** Comments on SEP/SVC/SVL rules are left out above 1000 endpoints (spec §8.3). */
   largeCluster: boolean;
   totalEndpoints: number;

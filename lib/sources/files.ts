@@ -11,6 +11,8 @@
  *   the process;
  * - capped in size, per file and in total.
  */
+
+import type { BigIntStats } from "node:fs";
 import {
   closeSync,
   constants,
@@ -54,13 +56,36 @@ const inside = (root: string, p: string) => p === root || p.startsWith(root.ends
 /** Why a path cannot be read, for one message. */
 class Refused extends Error {}
 
-/** Every manifest file below `paths`; problems (missing paths, unreadable files) in errors. */
-export function readManifestPaths(
+/**
+ * One manifest file found by a listing, not read yet. `sig` changes whenever the file's
+ * content may have (device, inode, size, mtime and ctime in ns): a rescan reads only the files
+ * whose signature moved. ctime cannot be set back by `touch -d` or `cp -p`, so a rewrite is
+ * never hidden behind an old mtime.
+ */
+export interface ManifestEntry {
+  /** As shown in messages (below the path given). */
+  file: string;
+  /** `file` for stdin (`-`) and for a pipe named on the command line, read whole each time. */
+  kind: "file" | "stdin" | "pipe";
+  /** The resolved path to open. */
+  path: string;
+  /** The directory that must contain what is opened (below a directory only). */
+  root?: string;
+  size: number;
+  mtimeMs: number;
+  sig: string;
+}
+
+/**
+ * Every manifest file below `paths`, in name order, with stat signatures and nothing read.
+ * With `maxFileBytes` / `maxTotalBytes`, files over the caps (by their stat size) are left out
+ * and reported, as reading them would.
+ */
+export function listManifestFiles(
   paths: readonly string[],
-  readStdin: () => string,
   limits: ReadLimits = {},
-): { files: ManifestFile[]; errors: string[] } {
-  const files: ManifestFile[] = [];
+): { entries: ManifestEntry[]; errors: string[] } {
+  const entries: ManifestEntry[] = [];
   const errors: string[] = [];
   const visited = new Set<string>();
   const maxFile = limits.maxFileBytes ?? Number.POSITIVE_INFINITY;
@@ -68,24 +93,43 @@ export function readManifestPaths(
   let total = 0;
   let overTotal = false;
 
+  const add = (file: string, path: string, st: BigIntStats, root?: string) => {
+    if (overTotal) return;
+    const size = Number(st.size);
+    if (size > maxFile) {
+      errors.push(
+        `Cannot read ${JSON.stringify(file)}: ${size} bytes is over the ${maxFile}-byte limit per file (skipped)`,
+      );
+      return;
+    }
+    if (total + size > maxTotal) {
+      overTotal = true;
+      errors.push(`Cannot read ${JSON.stringify(file)}: ${overTotalMessage(maxTotal)}`);
+      return;
+    }
+    total += size;
+    const sig = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    entries.push({ file, kind: "file", path, root, size, mtimeMs: Number(st.mtimeMs), sig });
+  };
+
   /** `dir` is below (or is) `root`, a real path. */
   const walk = (dir: string, real: string, root: string) => {
     if (visited.has(real)) return; // a symlink loop
     visited.add(real);
-    let entries: string[];
+    let names: string[];
     try {
-      entries = readdirSync(real).sort();
+      names = readdirSync(real).sort();
     } catch (e) {
       errors.push(`Cannot read directory ${JSON.stringify(dir)}: ${(e as Error).message}`);
       return;
     }
-    for (const name of entries) {
+    for (const name of names) {
       if (name.startsWith(".")) continue;
       const p = join(dir, name);
       const wanted = EXTENSIONS.some((x) => name.endsWith(x));
-      let st: ReturnType<typeof lstatSync>;
+      let st: BigIntStats;
       try {
-        st = lstatSync(join(real, name));
+        st = lstatSync(join(real, name), { bigint: true });
       } catch {
         continue; // removed meanwhile
       }
@@ -93,7 +137,7 @@ export function readManifestPaths(
       if (st.isSymbolicLink()) {
         try {
           target = realpathSync(target);
-          st = statSync(target);
+          st = statSync(target, { bigint: true });
         } catch {
           continue; // a dangling symlink
         }
@@ -106,79 +150,19 @@ export function readManifestPaths(
       if (st.isDirectory()) walk(p, target, root);
       else if (!wanted) continue;
       else if (!st.isFile()) errors.push(`Cannot read ${JSON.stringify(p)}: not a regular file (skipped)`);
-      else read(p, target, root);
-    }
-  };
-
-  /** Open `path` (named `shown`) safely and read it; `root` confines what was opened. */
-  const read = (shown: string, path: string, root?: string) => {
-    if (overTotal) return;
-    let fd: number | undefined;
-    try {
-      // Below a directory the path is already resolved: a symlink now is a swap, refused.
-      fd = openSync(path, OPEN_FLAGS | (root ? constants.O_NOFOLLOW : 0));
-      const st = fstatSync(fd);
-      if (!st.isFile()) throw new Refused("not a regular file (skipped)");
-      if (root) {
-        // A directory on the way swapped for a symlink: what the kernel opened says where we are.
-        let opened: string | undefined;
-        try {
-          opened = readlinkSync(`/proc/self/fd/${fd}`);
-        } catch {
-          opened = undefined; // no /proc: the checks above stand alone
-        }
-        if (opened !== undefined && !inside(root, opened))
-          throw new Refused(`opened outside ${JSON.stringify(root)} (skipped)`);
-      }
-      if (st.size > maxFile) throw new Refused(`${st.size} bytes is over the ${maxFile}-byte limit per file (skipped)`);
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for (;;) {
-        const want = Math.min(1 << 20, maxFile + 1 - size);
-        if (want <= 0) throw new Refused(`over the ${maxFile}-byte limit per file (skipped)`);
-        const b = Buffer.allocUnsafe(want);
-        let n: number;
-        try {
-          n = readSync(fd, b, 0, want, null);
-        } catch (e) {
-          // A regular file never says EAGAIN; anything that does is not one.
-          if ((e as NodeJS.ErrnoException).code === "EAGAIN") throw new Refused("would block (skipped)");
-          throw e;
-        }
-        if (n === 0) break;
-        chunks.push(n === want ? b : b.subarray(0, n));
-        size += n;
-      }
-      if (total + size > maxTotal) {
-        overTotal = true;
-        throw new Refused(
-          `the manifests are over the ${maxTotal}-byte limit in total; this file and the ones after it are skipped`,
-        );
-      }
-      total += size;
-      files.push({ file: shown, text: Buffer.concat(chunks, size).toString("utf8") });
-    } catch (e) {
-      const why =
-        e instanceof Refused
-          ? e.message
-          : (e as NodeJS.ErrnoException).code === "ELOOP"
-            ? "it became a symlink (skipped)"
-            : (e as Error).message;
-      errors.push(`Cannot read ${JSON.stringify(shown)}: ${why}`);
-    } finally {
-      if (fd !== undefined) closeSync(fd);
+      else add(p, target, st, root);
     }
   };
 
   for (const p of paths) {
     if (p === "-") {
-      files.push({ file: "<stdin>", text: readStdin() });
+      entries.push({ file: "<stdin>", kind: "stdin", path: p, size: 0, mtimeMs: 0, sig: "" });
       continue;
     }
-    let st: ReturnType<typeof statSync>;
+    let st: BigIntStats;
     let real: string;
     try {
-      st = statSync(p);
+      st = statSync(p, { bigint: true });
       real = realpathSync(p);
     } catch {
       errors.push(`Cannot read ${JSON.stringify(p)}: no such file or directory`);
@@ -186,13 +170,117 @@ export function readManifestPaths(
     }
     // A path named on the command line is followed: whoever runs kip chose it.
     if (st.isDirectory()) walk(p, real, real);
-    else if (!st.isFile() && limits.readNamedPipes !== false) {
-      try {
-        files.push({ file: p, text: readFileSync(p, "utf8") });
-      } catch (e) {
-        errors.push(`Cannot read ${JSON.stringify(p)}: ${(e as Error).message}`);
-      }
-    } else read(p, real);
+    else if (!st.isFile() && limits.readNamedPipes !== false)
+      entries.push({ file: p, kind: "pipe", path: p, size: 0, mtimeMs: 0, sig: "" });
+    else add(p, real, st);
   }
-  return { files, errors };
+  return { entries, errors };
+}
+
+const overTotalMessage = (maxTotal: number) =>
+  `the manifests are over the ${maxTotal}-byte limit in total; this file and the ones after it are skipped`;
+
+/**
+ * Open a listed regular file safely and read it: non-blocking, no last-moment symlink below a
+ * directory, a regular file by fstat, still inside its root by /proc, at most `maxFileBytes`.
+ */
+export function readManifestFile(
+  e: ManifestEntry,
+  maxFileBytes = Number.POSITIVE_INFINITY,
+): { text: string } | { error: string } {
+  const maxFile = maxFileBytes;
+  const root = e.root;
+  let fd: number | undefined;
+  try {
+    // Below a directory the path is already resolved: a symlink now is a swap, refused.
+    fd = openSync(e.path, OPEN_FLAGS | (root ? constants.O_NOFOLLOW : 0));
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Refused("not a regular file (skipped)");
+    if (root) {
+      // A directory on the way swapped for a symlink: what the kernel opened says where we are.
+      let opened: string | undefined;
+      try {
+        opened = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        opened = undefined; // no /proc: the checks above stand alone
+      }
+      if (opened !== undefined && !inside(root, opened))
+        throw new Refused(`opened outside ${JSON.stringify(root)} (skipped)`);
+    }
+    if (st.size > maxFile) throw new Refused(`${st.size} bytes is over the ${maxFile}-byte limit per file (skipped)`);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for (;;) {
+      const want = Math.min(1 << 20, maxFile + 1 - size);
+      if (want <= 0) throw new Refused(`over the ${maxFile}-byte limit per file (skipped)`);
+      const b = Buffer.allocUnsafe(want);
+      let n: number;
+      try {
+        n = readSync(fd, b, 0, want, null);
+      } catch (err) {
+        // A regular file never says EAGAIN; anything that does is not one.
+        if ((err as NodeJS.ErrnoException).code === "EAGAIN") throw new Refused("would block (skipped)");
+        throw err;
+      }
+      if (n === 0) break;
+      chunks.push(n === want ? b : b.subarray(0, n));
+      size += n;
+    }
+    return { text: Buffer.concat(chunks, size).toString("utf8") };
+  } catch (err) {
+    const why =
+      err instanceof Refused
+        ? err.message
+        : (err as NodeJS.ErrnoException).code === "ELOOP"
+          ? "it became a symlink (skipped)"
+          : (err as Error).message;
+    return { error: `Cannot read ${JSON.stringify(e.file)}: ${why}` };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Every manifest file below `paths`, read; problems (missing paths, unreadable files) in errors. */
+export function readManifestPaths(
+  paths: readonly string[],
+  readStdin: () => string,
+  limits: ReadLimits = {},
+): { files: ManifestFile[]; errors: string[] } {
+  const maxTotal = limits.maxTotalBytes ?? Number.POSITIVE_INFINITY;
+  // The total is counted on what is read (a file may grow after the listing).
+  const { entries, errors: listed } = listManifestFiles(paths, { ...limits, maxTotalBytes: undefined });
+  const files: ManifestFile[] = [];
+  const errors: string[] = [];
+  let total = 0;
+  let overTotal = false;
+  for (const e of entries) {
+    if (e.kind === "stdin") {
+      files.push({ file: e.file, text: readStdin() });
+      continue;
+    }
+    if (e.kind === "pipe") {
+      try {
+        files.push({ file: e.file, text: readFileSync(e.path, "utf8") });
+      } catch (err) {
+        errors.push(`Cannot read ${JSON.stringify(e.file)}: ${(err as Error).message}`);
+      }
+      continue;
+    }
+    if (overTotal) continue;
+    const r = readManifestFile(e, limits.maxFileBytes);
+    if ("error" in r) {
+      errors.push(r.error);
+      continue;
+    }
+    const size = Buffer.byteLength(r.text);
+    if (total + size > maxTotal) {
+      overTotal = true;
+      errors.push(`Cannot read ${JSON.stringify(e.file)}: ${overTotalMessage(maxTotal)}`);
+      continue;
+    }
+    total += size;
+    files.push({ file: e.file, text: r.text });
+  }
+  // (Listing problems first: sizes over the per-file cap, links out, FIFOs; then reads.)
+  return { files, errors: [...listed, ...errors] };
 }

@@ -1,15 +1,23 @@
 /**
  * One family's sync (spec §8): build the rules for the current state, full or partial, ensure
- * kube-proxy's jump rules on full syncs, find stale chains with iptables-save, and apply with
+ * kube-proxy's jump rules on full syncs, delete stale service chains, and apply with
  * iptables-restore --noflush (in consistent batches on nft). A failure leaves the tables as the
  * last good restore left them and makes the next sync a full one.
+ *
+ * Stale chains without a save in the hot path: kip knows which service chains it wrote and
+ * deleted, so a Service or endpoint that goes away has its chains deleted in the same sync.
+ * Chains kip did not write (an earlier kip, kube-proxy before the takeover, someone else) are
+ * found by reading the live nat table: inside the sync only at start, after a failure, and on
+ * every sync of a small cluster (cheap there, as kube-proxy does); in a large cluster in the
+ * background (readLive(), once per sync period), whose finds the next sync deletes.
  */
 import { JUMP_RULES, jumpRuleArgs } from "../iptables/jumps.ts";
 import { RestoreError, type Runner } from "../iptables/runner.ts";
-import { parseSave } from "../iptables/save_parser.ts";
+import { savedChainNames } from "../iptables/save_parser.ts";
 import type { IPFamily } from "../model/ip.ts";
 import type { ClusterState } from "../model/types.ts";
 import { buildRules, newBuildCache } from "../proxy/build.ts";
+import { isServiceChain } from "../proxy/names.ts";
 import { type ProxyConfig, resolveBuildOptions } from "../proxy/options.ts";
 import { countRules, type Ruleset, toRestore } from "../proxy/ruleset.ts";
 import { type BatchOptions, batchRestore, DEFAULT_BATCH, needsBatches } from "./batch.ts";
@@ -100,8 +108,17 @@ export class Proxier {
   /** Per-service-port rules of the last build: partial syncs recompute only what changed. */
   private cache = newBuildCache();
   private lastFullSync = Number.NEGATIVE_INFINITY;
-  private lastStaleCleanup = Number.NEGATIVE_INFINITY;
   private wasLargeCluster = false;
+  /**
+   * Service chains believed present in the kernel: written by kip and not deleted since, plus
+   * those a read of the live table found. Stale-chain deletion looks here. Budget: one entry
+   * per service nat chain (~110k at 10k × 10, ~6 MB; the strings are the build cache's).
+   */
+  private present = new Set<string>();
+  /** The next sync reads the live table first (start, after a failure). */
+  private readLiveInSync = true;
+  /** A sync wrote rules since the live table was last read: an idle node reads nothing. */
+  private wroteSinceLiveRead = false;
   lastSuccess?: RestoreRecord;
   lastFailure?: RestoreRecord;
   /** Rule counts of the last successful sync, for metrics (spec §8.5). */
@@ -128,6 +145,33 @@ export class Proxier {
     }
   }
 
+  private addPresent(chains: Iterable<string>): void {
+    for (const c of chains) if (isServiceChain(c)) this.present.add(c);
+  }
+
+  /**
+   * The background half of stale-chain deletion (large clusters; small ones read the live
+   * table in every sync): read the live nat table, outside any sync, and remember its service
+   * chains. Resolves true when one of them is stale (not the rules' any more): a sync should
+   * follow to delete it. A chain deleted by a sync that ran meanwhile may be remembered again:
+   * the next sync then declares and deletes it once more, which iptables-restore accepts.
+   * Only after a sync wrote something (as kube-proxy reads only in a sync): a save of a 10k
+   * table costs ~3 s of CPU, which an idle node should not pay every period.
+   */
+  async readLive(): Promise<boolean> {
+    if (this.o.dryRun || !this.wasLargeCluster || this.readLiveInSync || !this.wroteSinceLiveRead) return false;
+    this.wroteSinceLiveRead = false;
+    const live = savedChainNames(await this.o.runner.save("nat"), "nat");
+    const active = this.cache.active;
+    let stale = false;
+    for (const c of live)
+      if (isServiceChain(c)) {
+        this.present.add(c);
+        if (!active.has(c)) stale = true;
+      }
+    return stale;
+  }
+
   /**
    * Sync `state`. `changed` lists the Services changed since the last sync; a full sync is made
    * anyway when one is due (start, failure, canary, node change, hourly).
@@ -140,25 +184,21 @@ export class Proxier {
     const inputs: string[] = [];
     try {
       if (full && !this.o.dryRun) await this.ensureJumps();
-      // Stale service chains, found in the live table (in large clusters once per syncPeriod).
-      let existingNatChains: string[] | undefined;
-      const cleanupDue = !this.wasLargeCluster || now - this.lastStaleCleanup > this.o.syncPeriodMs;
-      if (cleanupDue && !this.o.dryRun) {
+      // Stale service chains: those kip knows of, and the live table's when it is read here.
+      const readHere = (this.readLiveInSync || !this.wasLargeCluster) && !this.o.dryRun;
+      if (readHere) {
         try {
-          existingNatChains = [
-            ...(parseSave(await this.o.runner.save("nat"))
-              .tables.get("nat")
-              ?.chains.keys() ?? []),
-          ];
+          this.addPresent(savedChainNames(await this.o.runner.save("nat"), "nat"));
+          this.readLiveInSync = false;
         } catch {
-          existingNatChains = undefined; // spec §8.2: a failed save skips deletion this time
+          // spec §8.2: a failed save skips the live chains this time (what kip wrote still counts)
         }
       }
       const b0 = performance.now();
       const opts = resolveBuildOptions(this.o.config, this.o.family, state.node);
       const rs = buildRules(state, opts, {
         changedServices: full ? undefined : changed,
-        existingNatChains,
+        existingNatChains: this.o.dryRun ? undefined : this.present,
         cache: this.cache,
       });
       buildMs = performance.now() - b0;
@@ -175,7 +215,10 @@ export class Proxier {
       this.needFullSync = false;
       this.lastEntry = entry;
       if (full) this.lastFullSync = now;
-      if (existingNatChains) this.lastStaleCleanup = now;
+      for (const c of rs.nat.chains) if (isServiceChain(c)) this.present.add(c);
+      for (const c of rs.deletedNatChains) this.present.delete(c);
+      // Read just now: the next background read waits for a sync that did not.
+      this.wroteSinceLiveRead = !readHere;
       this.wasLargeCluster = rs.largeCluster;
       this.lastCounts = { filter: countRules(rs.filter), nat: natRules, natTotal: natRules + rs.skippedNatRules };
       this.lastSuccess = { ok: true, at: now, full, inputs };
@@ -196,6 +239,7 @@ export class Proxier {
     } catch (e) {
       // The change sets were consumed: only a full sync can be sure to repair everything.
       this.needFullSync = true;
+      this.readLiveInSync = true;
       this.lastEntry = undefined;
       this.cache = newBuildCache();
       const err = e as Error;

@@ -81,7 +81,7 @@ describe("ManifestsSource", () => {
     for (let i = 0; i < 3; i++) await src.scan();
     await src.stop();
     expect(c.problems).toEqual([
-      `${join(dir, "boom.yaml")}:1: cannot be loaded: Maximum call stack size exceeded (keeping the file's previous content)`,
+      `${join(dir, "boom.yaml")}:1: cannot be loaded: Maximum call stack size exceeded (not loaded)`,
     ]);
     expect(c.events.map((e) => e.key)).toEqual(["shop/web", "shop/web-1"]);
   });
