@@ -12,7 +12,14 @@ import type { ObjectKind, Source, SourceEvent } from "../sources/source.ts";
 import type { HealthCheckServers, HealthState } from "./http.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import { FULL_SYNC_PERIOD_MS, type Proxier, type RestoreRecord, type SyncOutcome } from "./proxier.ts";
+import {
+  eachInput,
+  FULL_SYNC_PERIOD_MS,
+  inputCount,
+  type Proxier,
+  type RestoreRecord,
+  type SyncOutcome,
+} from "./proxier.ts";
 import { BoundedFrequencyRunner, type Clock } from "./runner.ts";
 
 export interface DaemonOptions {
@@ -32,6 +39,8 @@ export interface DaemonOptions {
   dryRun?: boolean;
   /** Where to keep the last good and last failed restore payloads. */
   stateDir?: string;
+  /** When to collect garbage (default: Bun's GC, GC_BUDGET_BYTES of RSS growth). */
+  collector?: Collector;
   /** Called after every sync (tests wait on it). */
   onSync?: (outcomes: SyncOutcome[]) => void;
   /**
@@ -48,16 +57,63 @@ export interface DaemonOptions {
 
 const CANARY = "KUBE-PROXY-CANARY";
 
-/**
- * After a full sync, a full garbage collection once the sync's frames are gone: a 10k-Service
- * full sync leaves ~300 MB of garbage (restore text, rule arrays, the live table's text) that
- * JSC would otherwise keep mapped until later allocation pressure; the node's steady RSS is
- * what an operator budgets for. Bun only (elsewhere a no-op); a full sync is rare (start,
- * failure, flush, hourly).
- */
-function collectSoon(): void {
+/** Bun's full, synchronous garbage collection; undefined elsewhere. */
+function bunGC(): (() => void) | undefined {
   const bun = (globalThis as { Bun?: { gc?: (force: boolean) => void } }).Bun;
-  if (bun?.gc) setTimeout(() => bun.gc?.(true), 0).unref?.();
+  return bun?.gc ? () => bun.gc?.(true) : undefined;
+}
+
+/**
+ * RSS the syncs may add before a full collection (bytes). Measured at 10k × 10: each partial
+ * sync leaves ~10 MB of garbage (the sorted service ports, the entry rules, their restore
+ * text), which JSC collects only when its heap has about doubled: RSS climbed from 360 to
+ * 720 MB over 40 one-endpoint changes. A full collection there costs ~0.1–0.2 s, after the
+ * sync (never before its restore), at most once per ~6 changes at that size.
+ */
+export const GC_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/**
+ * When to collect: after a full sync (it leaves ~300 MB of garbage: restore text, rule arrays),
+ * and after a sync that took RSS more than the budget above the lowest RSS seen since the last
+ * collection. Memory budget of the daemon's steady state = what it keeps (see Proxier, the
+ * build cache, the sources) + at most GC_BUDGET_BYTES of garbage.
+ */
+export class Collector {
+  private low = Number.POSITIVE_INFINITY;
+  private pending = false;
+  collections = 0;
+
+  constructor(
+    private readonly o: {
+      rss: () => number;
+      gc?: () => void;
+      budgetBytes: number;
+      /** Runs `fn` once the sync's frames are gone (default: a timer of 0, unref'd). */
+      defer?: (fn: () => void) => void;
+    },
+  ) {}
+
+  afterSync(full: boolean): void {
+    if (!this.o.gc || this.pending) return;
+    const rss = this.o.rss();
+    this.low = Math.min(this.low, rss);
+    if (!full && rss - this.low <= this.o.budgetBytes) return;
+    this.pending = true;
+    const run = () => {
+      this.pending = false;
+      this.o.gc?.();
+      this.collections++;
+      this.low = this.o.rss();
+    };
+    if (this.o.defer) this.o.defer(run);
+    else setTimeout(run, 0).unref?.();
+  }
+}
+
+/** writeSync until all of `text` is written (a regular file may take it in parts). */
+function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text, "utf8");
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
 }
 
 export class Daemon {
@@ -72,8 +128,11 @@ export class Daemon {
   private conntrackWanted = new Map<IPFamily, { state: ClusterState; changed: Set<string> }>();
   private conntrackRunning?: Promise<void>;
   syncs = 0;
+  readonly collector: Collector;
 
   constructor(private readonly o: DaemonOptions) {
+    this.collector =
+      o.collector ?? new Collector({ rss: () => process.memoryUsage.rss(), gc: bunGC(), budgetBytes: GC_BUDGET_BYTES });
     this.runner = new BoundedFrequencyRunner({
       minIntervalMs: o.minSyncPeriodMs,
       maxIntervalMs: FULL_SYNC_PERIOD_MS,
@@ -188,7 +247,7 @@ export class Daemon {
     this.o.metrics?.serviceChangesPending.set(t.pendingCount);
     this.o.onSync?.(outcomes);
     for (const w of this.waiters.splice(0)) w(outcomes);
-    if (outcomes.some((o) => o.full)) collectSoon();
+    this.collector.afterSync(outcomes.some((o) => o.full));
     return outcomes.every((o) => o.ok);
   }
 
@@ -305,14 +364,21 @@ export class Daemon {
         ...(r.error ? [`# error: ${r.error}`] : []),
         ...(r.failedLineText ? [`# failing line: ${r.failedLineText}`] : []),
       ];
-      const body = r.inputs.map((input, i) => `# restore ${i + 1} of ${r.inputs.length}\n${input}`).join("");
+      const count = inputCount(r);
       try {
         unlinkSync(tmp); // left by a crash, or planted: either way not ours to follow
       } catch {}
       const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       try {
         fchmodSync(fd, 0o600); // whatever the umask
-        writeSync(fd, `${header.join("\n")}\n${body}`);
+        // Piece by piece: a 33 MB payload is not copied once more into one string.
+        writeAll(fd, `${header.join("\n")}\n`);
+        // One input at a time: a large payload is kept gzipped, and never unpacked whole here.
+        let i = 0;
+        for (const input of eachInput(r)) {
+          writeAll(fd, `# restore ${++i} of ${count}\n`);
+          writeAll(fd, input);
+        }
       } finally {
         closeSync(fd);
       }

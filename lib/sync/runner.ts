@@ -80,10 +80,14 @@ export class BoundedFrequencyRunner {
     if (this.timer !== undefined && this.timerAt === at) return;
     if (this.timer !== undefined) this.o.clock.clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = this.o.clock.setTimeout(() => {
-      this.timer = undefined;
-      this.fire();
-    }, at - this.o.clock.now());
+    this.timer = this.o.clock.setTimeout(
+      () => {
+        this.timer = undefined;
+        this.fire();
+      },
+      // Overdue (a run took longer than the interval): now, without Node's negative-timeout warning.
+      Math.max(0, at - this.o.clock.now()),
+    );
   }
 
   private fire(): void {

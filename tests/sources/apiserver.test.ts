@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type ApiserverSourceOptions, createApiserverSource } from "../../lib/sources/apiserver.ts";
+import { type ApiserverSourceOptions, createApiserverSource, leanCached } from "../../lib/sources/apiserver.ts";
 import {
   type ObjectKind,
   PROXY_LABEL_SELECTOR,
@@ -675,4 +675,20 @@ describe("kip render does not load @kubernetes/client-node", () => {
     const control = await run(`await import("@kubernetes/client-node");`);
     expect(control.client).toBeGreaterThan(0);
   }, 30_000);
+});
+
+describe("leanCached", () => {
+  test("keeps only what ListWatch's cache reads: namespace, name and resourceVersion", () => {
+    const labels = { "kubernetes.io/service-name": "web" };
+    const obj = {
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: { name: "web-1", namespace: "shop", resourceVersion: "42", labels, managedFields: [{}] },
+      endpoints: [{ addresses: ["10.244.1.5"] }],
+    };
+    leanCached(obj);
+    expect(obj as unknown).toEqual({ metadata: { name: "web-1", namespace: "shop", resourceVersion: "42" } });
+    // What the model took from the object is not touched.
+    expect(labels).toEqual({ "kubernetes.io/service-name": "web" });
+  });
 });

@@ -7,7 +7,7 @@ import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import type { EndpointSlice, Service } from "../../lib/model/types.ts";
 import { defaultConfig } from "../../lib/proxy/options.ts";
 import { ChangeTracker } from "../../lib/proxy/tracker.ts";
-import { Daemon } from "../../lib/sync/daemon.ts";
+import { Collector, Daemon } from "../../lib/sync/daemon.ts";
 import { createLogger } from "../../lib/sync/log.ts";
 import { createMetrics } from "../../lib/sync/metrics.ts";
 import { Proxier, type SyncOutcome } from "../../lib/sync/proxier.ts";
@@ -220,6 +220,64 @@ describe("Daemon", () => {
     await s.clock.advance(1000);
     await s.daemon.idle();
     expect(s.outcomes.at(-1)?.[0]).toMatchObject({ ok: true, full: true });
+    await s.daemon.stop();
+  });
+});
+
+describe("Collector", () => {
+  test("collects after a full sync, and after partial syncs only once RSS grew past the budget", () => {
+    let rss = 300;
+    let gcs = 0;
+    const c = new Collector({
+      rss: () => rss,
+      gc: () => {
+        gcs++;
+        rss = 310; // what a collection hands back
+      },
+      budgetBytes: 64,
+      defer: (fn) => fn(),
+    });
+    c.afterSync(true);
+    expect(gcs).toBe(1);
+    // Partial syncs: 10 more each; the lowest RSS seen since (310) is the base.
+    for (let i = 0; i < 6; i++) {
+      rss += 10;
+      c.afterSync(false);
+    }
+    expect(gcs).toBe(1);
+    rss += 10; // 380: 70 past 310
+    c.afterSync(false);
+    expect(gcs).toBe(2);
+    expect(c.collections).toBe(2);
+  });
+
+  test("without a GC (not Bun) it does nothing; a collection already queued is not queued twice", () => {
+    const none = new Collector({ rss: () => 1e9, budgetBytes: 1, defer: () => expect.unreachable() });
+    none.afterSync(true);
+    const queued: (() => void)[] = [];
+    let gcs = 0;
+    const c = new Collector({ rss: () => 0, gc: () => gcs++, budgetBytes: 1, defer: (fn) => queued.push(fn) });
+    c.afterSync(true);
+    c.afterSync(true);
+    expect(queued.length).toBe(1);
+    queued[0]();
+    expect(gcs).toBe(1);
+  });
+
+  test("the daemon asks its collector after every sync, with whether it was full", async () => {
+    const s = await setup();
+    const seen: boolean[] = [];
+    s.daemon.collector.afterSync = (full) => {
+      seen.push(full);
+    };
+    s.source.syncedAll();
+    await s.clock.advance(0);
+    await s.daemon.idle();
+    s.source.emit({ kind: "EndpointSlice", type: "upsert", key: "ns/a-1", object: slice("a", ["10.244.1.9"]) });
+    await s.clock.advance(1000);
+    await s.daemon.idle();
+    expect(seen).toEqual([true, false]);
+    expect(seen).toEqual(s.outcomes.map((o) => o.some((x) => x.full)));
     await s.daemon.stop();
   });
 });

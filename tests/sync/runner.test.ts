@@ -73,3 +73,32 @@ describe("BoundedFrequencyRunner", () => {
     expect(at).toEqual([]);
   });
 });
+
+describe("BoundedFrequencyRunner timers", () => {
+  test("a timer is never set with a negative delay, even when the clock moves between two reads", async () => {
+    const clock = new FakeClock();
+    const delays: number[] = [];
+    const set = clock.setTimeout.bind(clock);
+    clock.setTimeout = (fn, ms) => {
+      delays.push(ms);
+      return set(fn, ms);
+    };
+    // A real clock ticks between the read that picks the time and the one that sets the timer.
+    clock.now = () => clock.t++;
+    const r = new BoundedFrequencyRunner({
+      minIntervalMs: 1000,
+      maxIntervalMs: 3600_000,
+      retryIntervalMs: 30_000,
+      clock,
+      run: async () => true,
+    });
+    r.start();
+    r.request();
+    await clock.advance(0);
+    r.request();
+    await clock.advance(2000);
+    expect(delays.length).toBeGreaterThan(1);
+    expect(Math.min(...delays)).toBeGreaterThanOrEqual(0);
+    await r.stop();
+  });
+});
