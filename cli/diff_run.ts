@@ -4,16 +4,23 @@
  * is compared, as kip sync writes them all. Exit status as diff(1), the worst over the
  * families: 0 same, 1 drift, 2 trouble.
  */
-import { compareDumps, type DiffResult, summaryLine } from "../lib/iptables/compare.ts";
+import {
+  compareDumps,
+  type DesiredTables,
+  type DiffResult,
+  normalizeDesired,
+  summaryLine,
+} from "../lib/iptables/compare.ts";
 import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
-import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
+import { dumpOfTables, parseSave, type SaveDump, SaveParser } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import type { Ruleset } from "../lib/proxy/ruleset.ts";
+import { renderFamily } from "../lib/render.ts";
 import { type Review, reviewChanges } from "../lib/review.ts";
 import { reviewMarkdown } from "./diff_markdown.ts";
 import { type IO, readFlagFile, UsageError } from "./io.ts";
-import type { ClusterFlagValues, NodeFlagValues } from "./node_flags.ts";
+import { type ClusterFlagValues, type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
 export interface DiffFlags extends NodeFlagValues, ClusterFlagValues {
@@ -41,6 +48,11 @@ function dumpOf(rs: Ruleset): SaveDump {
   return dumpOfTables({ filter: rs.filter, nat: rs.nat });
 }
 
+/** The engine's rules in the comparer's canonical form, one string per rule. */
+function desiredOf(rs: Ruleset): DesiredTables {
+  return normalizeDesired({ filter: rs.filter, nat: rs.nat }, rs.family);
+}
+
 /**
  * The IO a second render of the same PATHs gets: stdin is read once and kept, and a message
  * the first render already printed is not printed again.
@@ -62,21 +74,71 @@ function renderIO(io: IO): IO {
   };
 }
 
-async function liveDump(runner: ExecRunner, io: IO): Promise<SaveDump> {
-  const dump = parseSave(await runner.save());
-  // A node whose rules were written through the other backend looks empty through this one.
-  for (const other of await availableBackends(runner.family)) {
-    if (other === runner.backend) continue;
-    try {
-      const r = await ExecRunner.create(runner.family, other);
-      const text = await r.save("nat");
-      if (/^:KUBE-SERVICES /m.test(text))
-        io.stderr(
-          `kip: warning: the ${other} backend also holds ${runner.family} KUBE-* chains; this diff reads ${runner.describe()}, the host's default\n`,
-        );
-    } catch {}
+/**
+ * One family's live tables, read as iptables-save writes them: the tool starts now and its
+ * output is parsed as it arrives, so the save, the render and the parse overlap. `warning`
+ * says when the other backend also holds KUBE-* chains (a node whose rules were written
+ * through it looks empty through this one).
+ */
+function startLive(runner: ExecRunner): { dump: Promise<SaveDump>; warning: Promise<string | undefined> } {
+  const parser = new SaveParser();
+  const dump = runner
+    .startSave()
+    .read((text) => parser.push(text))
+    .then(() => parser.finish());
+  dump.catch(() => {}); // awaited in turn
+  const warning = (async () => {
+    for (const other of await availableBackends(runner.family)) {
+      if (other === runner.backend) continue;
+      try {
+        const r = await ExecRunner.create(runner.family, other);
+        const text = await r.save("nat");
+        if (/^:KUBE-SERVICES /m.test(text))
+          return `kip: warning: the ${other} backend also holds ${runner.family} KUBE-* chains; this diff reads ${runner.describe()}, the host's default\n`;
+      } catch {}
+    }
+    return undefined;
+  })();
+  warning.catch(() => {});
+  return { dump, warning };
+}
+
+/** The engine's rules of PATH for each family: the manifests are read and loaded once. */
+function rulesetsFor(paths: string[], opts: DiffFlags, io: IO, families: IPFamily[]): Ruleset[] {
+  const first = renderPaths(paths, opts, io, families[0]);
+  const out = [first.ruleset];
+  if (families.length > 1) {
+    const config = resolveProxyConfig(opts, io);
+    for (const family of families.slice(1)) out.push(renderFamily(first, config, family));
   }
-  return dump;
+  return out;
+}
+
+/**
+ * The desired rules of PATH for each family, normalised. The loaded objects are let go (and
+ * collected) before the rules are normalised, and each family's engine output once it is:
+ * at 10k Services each of these is 100+ MB.
+ */
+function desiredFor(paths: string[], opts: DiffFlags, io: IO, families: IPFamily[]): Map<IPFamily, DesiredTables> {
+  const rulesets: (Ruleset | undefined)[] = rulesetsFor(paths, opts, io, families);
+  collectGarbage();
+  const out = new Map<IPFamily, DesiredTables>();
+  for (let i = 0; i < families.length; i++) {
+    out.set(families[i], desiredOf(rulesets[i] as Ruleset));
+    rulesets[i] = undefined;
+  }
+  collectGarbage();
+  return out;
+}
+
+/**
+ * A full collection right after a large structure was let go (the loaded manifests, the
+ * engine's rules): left to itself the runtime grows the heap first, and at 10k Services the
+ * peak RSS was 640 MB instead of ~450. About 50 ms each, while iptables-save still runs.
+ * Only Bun has the call; elsewhere this does nothing.
+ */
+function collectGarbage(): void {
+  (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(true);
 }
 
 /**
@@ -207,7 +269,7 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
     let single = true;
     if (opts.live) {
       const { dump, family } = liveFile(opts, io);
-      const desired = dumpOf(renderPaths(paths, opts, io, family).ruleset);
+      const desired = desiredOf(renderPaths(paths, opts, io, family).ruleset);
       diffs.push({ family, result: compareDumps(dump, desired, { family, jumps: true }) });
     } else {
       // Reading the host's tables needs root: say so before any other work.
@@ -218,24 +280,34 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
       if (paths.length === 0) throw new UsageError("no manifests given: name files or directories, or - for stdin");
       const runners = await hostRunners(opts, io);
       single = opts.ipFamily !== undefined;
-      const rio = renderIO(io);
+      // Every family's iptables-save starts first and runs while kip renders (~2 s at 10k
+      // Services); each dump is parsed as it arrives.
+      const lives = runners.map(startLive);
+      const desired = desiredFor(
+        paths,
+        opts,
+        renderIO(io),
+        runners.map((r) => r.family),
+      );
       // Patch headers name the family when there is more than one.
       const tag = (f: IPFamily) => (runners.length > 1 ? ` ${f}` : "");
-      for (const runner of runners) {
+      for (const [i, runner] of runners.entries()) {
         const family = runner.family;
-        const desired = dumpOf(renderPaths(paths, opts, rio, family).ruleset);
         const source = runner.describe();
         let live: SaveDump;
         try {
-          live = await liveDump(runner, io);
+          live = await lives[i].dump;
         } catch (e) {
           io.stderr(`kip: ${family}: cannot read the tables (${source}): ${(e as Error).message}\n`);
           diffs.push({ family, source, error: (e as Error).message });
           continue;
         }
+        const warning = await lives[i].warning;
+        if (warning) io.stderr(warning);
         io.stderr(`kip: live ${family} rules from ${source}\n`);
         const labels = { oldLabel: `live${tag(family)}`, newLabel: `desired${tag(family)}` };
-        diffs.push({ family, source, result: compareDumps(live, desired, { family, jumps: true, ...labels }) });
+        const want = desired.get(family) as DesiredTables;
+        diffs.push({ family, source, result: compareDumps(live, want, { family, jumps: true, ...labels }) });
       }
     }
 

@@ -5,7 +5,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { canonicalize } from "../lib/iptables/canonical.ts";
 import { allocationSummary } from "../lib/model/allocate.ts";
 import type { Problem } from "../lib/model/load.ts";
-import { type Ruleset, summarize, toJSON } from "../lib/proxy/ruleset.ts";
+import { type Ruleset, restorePieces, summarize, toJSON } from "../lib/proxy/ruleset.ts";
 import { type RenderResult, renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";
 import { bare } from "../lib/util/quote.ts";
@@ -111,7 +111,8 @@ export function renderPaths(
     io.stderr(`kip: skipped ${total} object${total === 1 ? "" : "s"} of kinds kip does not read: ${kinds}\n`);
   }
   if (result.allocated.length > 0) io.stderr(`kip: simulated: ${allocationSummary(result.allocated)}\n`);
-  return { ...result, ruleset: result.ruleset };
+  // Not a spread copy: that would read `restore`, which is made only when asked for.
+  return result as RenderResult & { ruleset: Ruleset };
 }
 
 /**
@@ -147,7 +148,9 @@ export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
   }
   const rs = result.ruleset;
   if (opts.output === "json") io.stdout(`${JSON.stringify(withSimulated(toJSON(rs), result), null, 2)}\n`);
-  else io.stdout(opts.canonical ? canonicalize(result.restore) : result.restore);
+  else if (opts.canonical) io.stdout(canonicalize(result.restore));
+  // In pieces: a large cluster's 30+ MB of text is never one string.
+  else for (const piece of restorePieces(rs)) io.stdout(piece);
   if (io.stderrIsTTY) {
     const s = summarize(rs);
     io.stderr(

@@ -31,7 +31,11 @@ export interface RenderOptions {
 export interface RenderResult {
   /** undefined when errors stopped the render. */
   ruleset?: Ruleset;
-  restore: string;
+  /**
+   * The restore text (toRestore of the ruleset), made when first read: 30+ MB in a large
+   * cluster, which `kip diff` never needs and `kip render` writes in pieces instead.
+   */
+  readonly restore: string;
   options?: BuildOptions;
   loaded: LoadResult;
   errors: Problem[];
@@ -84,5 +88,24 @@ export function renderManifests(
   }
   const options = resolveBuildOptions(config, opts.family, state.node);
   const ruleset = buildRules(state, options);
-  return { ruleset, restore: toRestore(ruleset), options, loaded, errors, warnings, allocated, simulatedEndpoints };
+  let restore: string | undefined;
+  return {
+    ruleset,
+    get restore() {
+      restore ??= toRestore(ruleset);
+      return restore;
+    },
+    options,
+    loaded,
+    errors,
+    warnings,
+    allocated,
+    simulatedEndpoints,
+  };
+}
+
+/** The same manifests' rules for another family, from what renderManifests loaded (not loaded again). */
+export function renderFamily(result: RenderResult, config: ProxyConfig, family: IPFamily): Ruleset {
+  const state = result.loaded.state;
+  return buildRules(state, resolveBuildOptions(config, family, state.node));
 }

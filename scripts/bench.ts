@@ -7,20 +7,25 @@
  * peak RSS is its own. A benchmark, not a test: it prints, it does not judge.
  *
  *   bun scripts/bench.ts                 # 1k, 10k, 30k
- *   bun scripts/bench.ts --sizes 1000    # a quick look
+ *   bun scripts/bench.ts --sizes 1000    # a quick look (--runs K: compiled render runs, 2)
  *   bun scripts/bench.ts --live 10000    # as root: kip diff and kip cleanup against real
- *                                        # tables (nft and legacy) in a scratch namespace
+ *                                        # tables (nft and legacy) in a scratch namespace;
+ *                                        # --runs K diff runs per backend (2); --kip PATH
+ *                                        # measures another build (before/after)
  *   bun scripts/bench.ts --sync 10000    # as root: kip sync's apply, partial syncs and
  *                                        # latency (scripts/bench_sync.ts)
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { compareDumps } from "../lib/iptables/compare.ts";
+import { JUMP_RULES, jumpRuleLine } from "../lib/iptables/jumps.ts";
 import { dumpOfTables, parseSave } from "../lib/iptables/save_parser.ts";
 import { loadManifests } from "../lib/model/load.ts";
 import { buildRules } from "../lib/proxy/build.ts";
 import { defaultConfig, resolveBuildOptions } from "../lib/proxy/options.ts";
-import { toRestore } from "../lib/proxy/ruleset.ts";
+import { type Ruleset, toRestore } from "../lib/proxy/ruleset.ts";
 
 /** N Services, each with one port and an EndpointSlice of `eps` ready endpoints. */
 export function syntheticCluster(n: number, eps = 10): string {
@@ -121,6 +126,58 @@ function seedTiming(runs = 20): number | undefined {
   return times[Math.floor(times.length / 2)];
 }
 
+/**
+ * Wall time and peak RSS of one child process, its stdout sent to `out` (a file) or kept for
+ * an error message. The peak is GNU time's (`%M`), not the spawn's own rusage: Bun starts
+ * children with vfork, so a child's ru_maxrss starts at this (large) process's RSS.
+ */
+function timed(argv: string[], out?: string): { ms: number; peakMB: number; status: number | null; stderr: string } {
+  const dir = mkdtempSync(join(tmpdir(), "kip-bench-time-"));
+  const rss = join(dir, "rss");
+  try {
+    const t = performance.now();
+    const r = Bun.spawnSync(["/usr/bin/time", "-f", "%M", "-o", rss, ...argv], {
+      stdout: out ? Bun.file(out) : "pipe",
+      stderr: "pipe",
+    });
+    const ms = performance.now() - t;
+    return {
+      ms,
+      peakMB: Number(readFileSync(rss, "utf8").trim().split("\n").pop()) / 1024,
+      status: r.exitCode,
+      stderr: `${r.stdout?.toString().slice(0, 2000) ?? ""}${r.stderr?.toString() ?? ""}`,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The kip binary measured: dist/kip, or `--kip PATH` (an older build, for before/after). */
+const KIP = (() => {
+  const i = process.argv.indexOf("--kip");
+  return i > 0 ? process.argv[i + 1] : "dist/kip";
+})();
+
+const NODE_FLAGS = ["--hostname-override", "node-0", "--cluster-cidr", "10.128.0.0/9"];
+
+/** The compiled `kip render` of an N × 10 cluster, start to finish, its output written to a file. */
+function renderE2E(n: number, runs: number): { ms: number; peakMB: number }[] {
+  const dir = mkdtempSync(join(tmpdir(), "kip-bench-"));
+  try {
+    const file = join(dir, "cluster.json");
+    writeFileSync(file, syntheticCluster(n));
+    const out: { ms: number; peakMB: number }[] = [];
+    for (let i = 0; i < runs; i++) {
+      const r = timed([KIP, "render", file, ...NODE_FLAGS], join(dir, "out.txt"));
+      if (r.status !== 0) throw new Error(`kip render: ${r.stderr}`);
+      out.push(r);
+    }
+    return out;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function sh(argv: string[], input?: string): { ms: number; stdout: string } {
   const t = performance.now();
   const r = spawnSync(argv[0], argv.slice(1), { input, encoding: "utf8", maxBuffer: 1 << 30 });
@@ -128,39 +185,80 @@ function sh(argv: string[], input?: string): { ms: number; stdout: string } {
   return { ms: performance.now() - t, stdout: r.stdout };
 }
 
-/** diff and cleanup of an N × 10 table loaded in a scratch namespace, per backend. */
-function live(n: number): void {
+/** Restore text of a ruleset plus kube-proxy's jump rules, their targets created (as kip sync leaves a node). */
+function withJumps(rs: Ruleset): string {
+  const table = (name: "filter" | "nat") => {
+    const t = rs[name];
+    const jumps = JUMP_RULES.filter((j) => j.table === name);
+    const chains = [...new Set([...t.chains, ...jumps.map((j) => j.to)])];
+    return { chains, rules: [...t.rules, ...jumps.map(jumpRuleLine)] };
+  };
+  return toRestore({ filter: table("filter"), nat: table("nat") });
+}
+
+/**
+ * diff and cleanup of an N × 10 table loaded in a scratch namespace, per backend. `kip diff`
+ * is the compiled binary, start to finish, over every family (the IPv6 tables hold kip's
+ * fixed chains), beside `iptables-save`'s own wall time measured in the same run.
+ */
+function live(n: number, runs: number): void {
   const text = syntheticCluster(n);
   const config = { ...defaultConfig(), hostname: "node-0", clusterCIDR: "10.128.0.0/9" };
   const loaded = loadManifests([{ file: "bench.json", text }], { nodeName: config.hostname });
   const rs = buildRules(loaded.state, resolveBuildOptions(config, "IPv4"));
-  const restore = toRestore(rs);
+  const restore = withJumps(rs);
+  const restore6 = withJumps(buildRules(loaded.state, resolveBuildOptions(config, "IPv6")));
   const desired = dumpOfTables({ filter: rs.filter, nat: rs.nat });
-  console.log(`| backend (${n} × 10) | load s | iptables-save s | parse + normalise + compare s | kip cleanup s |`);
-  console.log("|---|---:|---:|---:|---:|");
-  for (const backend of ["nft", "legacy"]) {
-    const ns = `kip-bench-${process.pid}`;
-    sh(["ip", "netns", "add", ns]);
-    try {
-      const inNs = (argv: string[], input?: string) => sh(["ip", "netns", "exec", ns, ...argv], input);
-      // A fresh namespace has nothing to keep, so the load may flush (fast on nft).
-      const load = inNs([`iptables-${backend}-restore`], restore);
-      const save = inNs([`iptables-${backend}-save`]);
-      const t = performance.now();
-      const result = compareDumps(parseSave(save.stdout), desired, { family: "IPv4", jumps: false });
-      const cmp = performance.now() - t;
-      if (result.chains.length !== 0) throw new Error(`unexpected drift: ${result.chains.length} chains`);
-      // kip cleanup reads every backend; the other one is empty here.
-      const clean = inNs(["dist/kip", "cleanup"]);
-      const left = inNs([`iptables-${backend}-save`]).stdout;
-      if (/:KUBE-/.test(left)) throw new Error("cleanup left KUBE chains");
-      const f = (ms: number) => (ms / 1000).toFixed(2);
-      console.log(`| ${backend} | ${f(load.ms)} | ${f(save.ms)} | ${f(cmp)} | ${f(clean.ms)} |`);
-    } finally {
-      spawnSync("ip", ["netns", "del", ns]);
+  const dir = mkdtempSync(join(tmpdir(), "kip-bench-"));
+  const file = join(dir, "cluster.json");
+  writeFileSync(file, text);
+  const f = (ms: number) => (ms / 1000).toFixed(2);
+  console.log(
+    `| backend (${n} × 10) | run | load s | iptables-save s | kip diff s | diff / save | kip diff peak RSS MB | in-process parse + normalise + compare s | kip cleanup s |`,
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  try {
+    for (const backend of ["nft", "legacy"]) {
+      const ns = `kip-bench-${process.pid}`;
+      sh(["ip", "netns", "add", ns]);
+      try {
+        const inNs = (argv: string[], input?: string) => sh(["ip", "netns", "exec", ns, ...argv], input);
+        // A fresh namespace has nothing to keep, so the load may flush (fast on nft).
+        const load = inNs([`iptables-${backend}-restore`], restore);
+        inNs([`ip6tables-${backend}-restore`], restore6);
+        let cmp = 0;
+        for (let run = 1; run <= runs; run++) {
+          const save = inNs([`iptables-${backend}-save`]);
+          const diff = timed(["ip", "netns", "exec", ns, KIP, "diff", file, "--backend", backend, ...NODE_FLAGS]);
+          if (diff.status !== 0) throw new Error(`kip diff exited ${diff.status}: ${diff.stderr}`);
+          if (run === 1) {
+            const t = performance.now();
+            const result = compareDumps(parseSave(save.stdout), desired, { family: "IPv4", jumps: false });
+            cmp = performance.now() - t;
+            if (result.chains.length !== 0) throw new Error(`unexpected drift: ${result.chains.length} chains`);
+          }
+          const last = run === runs;
+          // kip cleanup reads every backend; the other one is empty here.
+          const clean = last ? inNs(["dist/kip", "cleanup"]) : undefined;
+          if (last && /:KUBE-/.test(inNs([`iptables-${backend}-save`]).stdout))
+            throw new Error("cleanup left KUBE chains");
+          console.log(
+            `| ${backend} | ${run} | ${run === 1 ? f(load.ms) : ""} | ${f(save.ms)} | ${f(diff.ms)} | ${(diff.ms / save.ms).toFixed(2)}× | ${diff.peakMB.toFixed(0)} | ${run === 1 ? f(cmp) : ""} | ${clean ? f(clean.ms) : ""} |`,
+          );
+        }
+      } finally {
+        spawnSync("ip", ["netns", "del", ns]);
+      }
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
+
+const runsArg = () => {
+  const i = process.argv.indexOf("--runs");
+  return i > 0 ? Number(process.argv[i + 1]) : 2;
+};
 
 if (process.argv[2] === "--sync") {
   const { benchSync } = await import("./bench_sync.ts");
@@ -173,7 +271,7 @@ if (process.argv[2] === "--sync") {
     single: process.argv.includes("--single"),
   });
 } else if (process.argv[2] === "--live") {
-  live(Number(process.argv[3] ?? 10000));
+  live(Number(process.argv[3] ?? 10000), runsArg());
 } else if (process.argv[2] === "--one") {
   process.stdout.write(JSON.stringify(one(Number(process.argv[3]))));
 } else if (import.meta.main) {
@@ -198,6 +296,14 @@ if (process.argv[2] === "--sync") {
     console.log(
       `| ${r.services} | ${f(r.inputMB, 1)} | ${f(r.loadMs)} | ${f(r.buildMs)} | ${f(r.writeMs)} | ${f(r.buildMs + r.writeMs)} | ${r.natRules} | ${f(r.outputMB, 1)} | ${f(r.peakMB)} |`,
     );
+  if (spawnSync(KIP, ["--version"]).status === 0) {
+    console.log(`\ncompiled \`kip render\` (${KIP}), start to finish, output to a file:\n`);
+    console.log("| services × 10 eps | run | wall ms | peak RSS MB |");
+    console.log("|---:|---:|---:|---:|");
+    for (const n of sizes)
+      for (const [i, r] of renderE2E(n, runsArg()).entries())
+        console.log(`| ${n} | ${i + 1} | ${f(r.ms)} | ${f(r.peakMB)} |`);
+  }
   const seed = seedTiming();
   console.log(
     seed === undefined

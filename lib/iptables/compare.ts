@@ -8,7 +8,7 @@ import type { IPFamily } from "../model/ip.ts";
 import { isServiceChain } from "../proxy/names.ts";
 import { JUMP_RULES, jumpRuleArgs } from "./jumps.ts";
 import { normalizeLine, normalizeRule } from "./normalize.ts";
-import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedRule, type SavedTable } from "./save_parser.ts";
+import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedRule } from "./save_parser.ts";
 
 /** Chains kube-proxy declares in every restore, per table (spec §4.1). */
 export const FIXED_CHAINS: Record<"filter" | "nat", readonly string[]> = {
@@ -51,39 +51,84 @@ export interface CompareOptions {
   newLabel?: string;
 }
 
-/** The chains of a table that kube-proxy owns, given what the desired side declares. */
-function ownedChains(table: "filter" | "nat", desired?: SavedTable, live?: SavedTable): string[] {
-  const out: string[] = [];
-  for (const c of FIXED_CHAINS[table]) if (!desired?.chains.has(c)) out.push(c);
-  for (const c of desired?.chains.keys() ?? []) if (c.startsWith("KUBE-")) out.push(c);
-  // Stale service chains on the node; KUBE-FIREWALL (kubelet's too) only where desired has it.
-  for (const c of live?.chains.keys() ?? []) if (!desired?.chains.has(c) && isServiceChain(c)) out.push(c);
+/** One table's rules by chain: the declared chains in order, each with its `-A` rules. */
+export interface ChainRules<V> {
+  chains: Map<string, V[]>;
+  /** Rules of chains the table does not declare (a hand-made dump; never the engine's). */
+  undeclared: Map<string, V[]>;
+}
+
+/**
+ * The desired side, normalised once: per table, its declared chains (in order), each with its
+ * `-A` rules in canonical form. Made straight from the engine's rule lines, it holds one
+ * canonical string per rule and nothing else: the caller can drop the engine's lines after.
+ */
+export interface DesiredTables {
+  tables: Map<string, ChainRules<string>>;
+}
+
+/**
+ * Group rules by chain in one pass. Rules of a chain come one after another (in the engine's
+ * output and in iptables-save's), so the last chain's list is kept at hand: at 10k Services a
+ * map lookup per rule was most of the grouping's cost.
+ */
+function byChain<R, V>(
+  declared: Iterable<string>,
+  rules: readonly R[],
+  chainOf: (r: R) => string | undefined,
+  toValue: (r: R) => V,
+): ChainRules<V> {
+  const chains = new Map<string, V[]>();
+  for (const c of declared) if (!chains.has(c)) chains.set(c, []);
+  const undeclared = new Map<string, V[]>();
+  let lastChain = "";
+  let last: V[] | undefined;
+  for (const r of rules) {
+    const chain = chainOf(r);
+    if (chain === undefined) continue;
+    if (chain !== lastChain || !last) {
+      lastChain = chain;
+      last = chains.get(chain) ?? undeclared.get(chain);
+      if (!last) undeclared.set(chain, (last = []));
+    }
+    last.push(toValue(r));
+  }
+  return { chains, undeclared };
+}
+
+const lineChain = (line: string) => {
+  if (!line.startsWith("-A ")) return undefined; // -X: chains this ruleset deletes
+  const sp = line.indexOf(" ", 3);
+  return sp < 0 ? line.slice(3) : line.slice(3, sp);
+};
+const appendOnly = (r: SavedRule) => (r.op === "-A" ? r.chain : undefined);
+
+/** Desired tables from the engine's output (`-A CHAIN …` lines per table), normalised. */
+export function normalizeDesired(
+  tables: Record<string, { chains: readonly string[]; rules: readonly string[] }>,
+  family: IPFamily,
+): DesiredTables {
+  const out: DesiredTables = { tables: new Map() };
+  for (const [name, t] of Object.entries(tables))
+    out.tables.set(
+      name,
+      byChain(t.chains, t.rules, lineChain, (line) => normalizeLine(line, family)),
+    );
   return out;
 }
 
-/** `-A` rules of every chain of a table, grouped in one pass: normalised, or as written. */
-function rulesByChain(
-  t: SavedTable | undefined,
-  family: IPFamily,
-  normalize: boolean,
-): Map<string, SavedRule[] | string[]> {
-  const out = new Map<string, string[]>();
-  const raw = new Map<string, SavedRule[]>();
-  for (const r of t?.rules ?? []) {
-    if (r.op !== "-A") continue;
-    if (normalize) {
-      const line = normalizeLine(r.text, family);
-      const list = out.get(r.chain);
-      if (list) list.push(line);
-      else out.set(r.chain, [line]);
-    } else {
-      const list = raw.get(r.chain);
-      if (list) list.push(r);
-      else raw.set(r.chain, [r]);
-    }
-  }
-  return normalize ? out : raw;
+/** A parsed dump as desired tables (two renders compared, tests). */
+function desiredOfDump(d: SaveDump, family: IPFamily): DesiredTables {
+  const out: DesiredTables = { tables: new Map() };
+  for (const [name, t] of d.tables)
+    out.tables.set(
+      name,
+      byChain(t.chains.keys(), t.rules, appendOnly, (r) => normalizeLine(r.text, family)),
+    );
+  return out;
 }
+
+const NO_RULES: readonly never[] = [];
 
 const sameLines = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && a.every((x, i) => x === b[i]);
@@ -124,30 +169,34 @@ function patchOf(name: string, oldLines: string[], newLines: string[], o: Compar
   return out.join("\n");
 }
 
-/** Compare two dumps; `old` is the live side (or --from), `desired` the new one. */
-export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions): DiffResult {
+/**
+ * Compare two dumps; `old` is the live side (or --from), `desired` the new one, parsed or
+ * already normalised (normalizeDesired).
+ */
+export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o: CompareOptions): DiffResult {
+  const wanted = "errors" in desired ? desiredOfDump(desired, o.family) : desired;
   const chains: ChainDiff[] = [];
   for (const table of ["filter", "nat"] as const) {
-    const d = desired.tables.get(table);
+    const d = wanted.tables.get(table);
     const l = old.tables.get(table);
-    const wantByChain = rulesByChain(d, o.family, true) as Map<string, string[]>;
-    // The live side is iptables-save output, whose lines are already in canonical form as a
-    // rule: compared as written first, and normalised only where that finds a difference.
-    const rawHave = rulesByChain(l, o.family, false) as Map<string, SavedRule[]>;
-    const haveOf = (chain: string, want: readonly string[]): string[] => {
-      const rules = rawHave.get(chain) ?? [];
+    const have: ChainRules<SavedRule> = l
+      ? byChain(l.chains.keys(), l.rules, appendOnly, (r) => r)
+      : { chains: new Map(), undeclared: new Map() };
+    const liveRules = (chain: string) => have.chains.get(chain) ?? have.undeclared.get(chain) ?? NO_RULES;
+    /** One owned chain: `want` is undefined when desired does not declare it. */
+    const visit = (chain: string, declared: string[] | undefined, live: SavedRule[] | undefined) => {
+      const inDesired = declared !== undefined;
+      const inLive = live !== undefined;
+      if (!inDesired && !inLive) return;
+      const want = declared ?? d?.undeclared.get(chain) ?? [];
+      const rules = live ?? have.undeclared.get(chain) ?? NO_RULES;
+      // The live side is iptables-save output, whose lines are already in canonical form as a
+      // rule: compared as written first, and normalised only where that finds a difference.
       let same = rules.length === want.length;
       for (let i = 0; same && i < rules.length; i++) same = rules[i].text === want[i];
-      if (same) return want as string[];
-      return rules.map((r) => normalizeRule(r.chain, r.args, o.family));
-    };
-    for (const chain of ownedChains(table, d, l)) {
-      const inDesired = d?.chains.has(chain) ?? false;
-      const inLive = l?.chains.has(chain) ?? false;
-      if (!inDesired && !inLive) continue;
-      const want = wantByChain.get(chain) ?? [];
-      const have = haveOf(chain, want);
-      if (inDesired && inLive && sameLines(want, have)) continue;
+      if (same && inDesired && inLive) return;
+      const haveLines = same ? want : rules.map((r) => normalizeRule(r.chain, r.args, o.family));
+      if (inDesired && inLive && sameLines(want, haveLines)) return;
       // A chain that appears or goes away shows its declaration too, so an empty one is not
       // a bare pair of ---/+++ headers.
       const decl = `:${chain} - [0:0]`;
@@ -155,15 +204,30 @@ export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions
         table,
         chain,
         status: !inLive ? "missing" : !inDesired ? "extra" : "changed",
-        added: minus(want, have),
-        removed: minus(have, want),
+        added: minus(want, haveLines),
+        removed: minus(haveLines, want),
         patch: !inLive
           ? patchOf(`${table}/${chain}`, [], [decl, ...want], o)
           : !inDesired
-            ? patchOf(`${table}/${chain}`, [decl, ...have], [], o)
-            : patchOf(`${table}/${chain}`, have, want, o),
+            ? patchOf(`${table}/${chain}`, [decl, ...haveLines], [], o)
+            : patchOf(`${table}/${chain}`, haveLines, want, o),
       });
+    };
+    // What kube-proxy owns: its fixed chains, the chains desired declares, and stale service
+    // chains on the node (KUBE-FIREWALL, kubelet's too, only where desired has it).
+    for (const c of FIXED_CHAINS[table]) if (!d?.chains.has(c)) visit(c, undefined, have.chains.get(c));
+    let matched = 0;
+    for (const [c, want] of d?.chains ?? []) {
+      if (!c.startsWith("KUBE-")) continue;
+      const live = have.chains.get(c);
+      if (live) matched++;
+      visit(c, want, live);
     }
+    // Every live KUBE-* chain matched a desired one (the usual case): no stale chain to look for.
+    let liveKube = 0;
+    for (const c of have.chains.keys()) if (c.startsWith("KUBE-")) liveKube++;
+    if (matched < liveKube)
+      for (const [c, live] of have.chains) if (!d?.chains.has(c) && isServiceChain(c)) visit(c, undefined, live);
     if (!o.jumps) continue;
     // kube-proxy's jump rules: it only ensures they exist, so position is not drift.
     for (const from of [...BUILTIN_CHAINS].sort()) {
@@ -171,7 +235,7 @@ export function compareDumps(old: SaveDump, desired: SaveDump, o: CompareOptions
         normalizeRule(from, jumpRuleArgs(j), o.family),
       );
       const targets = new Set(JUMP_RULES.filter((j) => j.table === table).map((j) => j.to));
-      const have = (rawHave.get(from) ?? [])
+      const have = liveRules(from)
         .filter((r) => targets.has(ruleTarget(r.args) ?? ""))
         .map((r) => normalizeRule(from, r.args, o.family));
       const added = minus(want, have);

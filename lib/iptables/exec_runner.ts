@@ -3,6 +3,9 @@
  * the backend (`ip6tables-nft-restore`…); wait flags follow the version as in spec §9.1.
  */
 import { spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readSync, rmdirSync, unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { IPFamily } from "../model/ip.ts";
 import {
   type Backend,
@@ -63,6 +66,86 @@ export function execFile(argv: string[], input?: string): Promise<CommandResult>
     child.stdin.on("error", () => {}); // the tool may exit before reading everything
     child.stdin.end(input ?? "");
   });
+}
+
+/**
+ * Start argv with its stdout going to an unlinked scratch file, not a pipe: the tool writes at
+ * its own pace while kip is busy elsewhere (a pipe would stall it once 64 KiB were unread).
+ * `read` hands the output over as it grows, and ends when the tool has exited.
+ */
+export function execToFile(argv: string[]): { read(onText: (text: string) => void): Promise<CommandResult> } {
+  let fd: number | undefined;
+  const exited = new Promise<{ code: number; stderr: string }>((resolve, reject) => {
+    let settled = false;
+    const fail = (e: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      reject(
+        e?.code === "ENOENT"
+          ? new IptablesUnavailable(`${argv[0]} is not installed (or not on PATH)`)
+          : new Error(`Cannot run ${argv[0]}: ${e?.message ?? String(e)}`),
+      );
+    };
+    try {
+      const dir = mkdtempSync(join(tmpdir(), "kip-save-"));
+      const file = join(dir, "out");
+      fd = openSync(file, "w+", 0o600);
+      unlinkSync(file);
+      rmdirSync(dir);
+    } catch (e) {
+      fail(e as NodeJS.ErrnoException);
+      return;
+    }
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", fd, "pipe"] });
+    } catch (e) {
+      fail(e as NodeJS.ErrnoException);
+      return;
+    }
+    child.on("error", fail);
+    const err: Buffer[] = [];
+    child.stderr?.on("data", (b: Buffer) => err.push(b));
+    child.stderr?.on("error", () => {});
+    child.on("close", (code) => {
+      if (settled) return;
+      settled = true;
+      resolve({ code: code ?? -1, stderr: Buffer.concat(err).toString("utf8") });
+    });
+  });
+  exited.catch(() => {}); // read() reports it
+  return {
+    async read(onText) {
+      let done = false;
+      const end = exited.finally(() => {
+        done = true;
+      });
+      end.catch(() => {});
+      try {
+        if (fd === undefined) await exited; // throws: the file could not be made
+        const buf = Buffer.allocUnsafe(1 << 20);
+        const decoder = new TextDecoder();
+        let pos = 0;
+        for (;;) {
+          const n = readSync(fd as number, buf, 0, buf.length, pos);
+          if (n > 0) {
+            pos += n;
+            onText(decoder.decode(buf.subarray(0, n), { stream: true }));
+            continue;
+          }
+          // Nothing new: done if the tool had exited before this read, else wait a little.
+          if (done) break;
+          await Promise.race([end, new Promise((r) => setTimeout(r, 2))]).catch(() => {});
+        }
+        const tail = decoder.decode();
+        if (tail) onText(tail);
+        const r = await exited;
+        return { code: r.code, stdout: "", stderr: r.stderr };
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    },
+  };
 }
 
 /** `iptables v1.8.9 (nf_tables)` → version and backend. */
@@ -139,6 +222,21 @@ export class ExecRunner implements Runner {
     if (r.code !== 0)
       throw this.unavailable(this.bin.save, r) ?? new Error(`${this.bin.save} failed: ${r.stderr.trim()}`);
     return r.stdout;
+  }
+
+  /**
+   * save(), started now and read as it is written: `read` hands the text over in pieces while
+   * the tool still runs, and rejects as save() would.
+   */
+  startSave(table?: string): { read(onText: (text: string) => void): Promise<void> } {
+    const run = execToFile([...this.prefix, this.bin.save, ...(table ? ["-t", table] : [])]);
+    return {
+      read: async (onText) => {
+        const r = await run.read(onText);
+        if (r.code !== 0)
+          throw this.unavailable(this.bin.save, r) ?? new Error(`${this.bin.save} failed: ${r.stderr.trim()}`);
+      },
+    };
   }
 
   async restore(input: string, opts: RestoreOptions): Promise<void> {

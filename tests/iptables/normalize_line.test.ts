@@ -62,3 +62,26 @@ test("lines between the shapes take the general path and still agree", () => {
   ];
   expect(check(odd, "IPv4")).toBe(6);
 });
+
+test("lines near the large-cluster shapes (no comments) agree too", () => {
+  const near = [
+    "-A KUBE-SEP-X -s 10.0.0.1 -j KUBE-MARK-MASQ",
+    "-A KUBE-SEP-X -s 10.0.0.1/32 -j KUBE-MARK-MASQ",
+    "-A KUBE-SEP-X -s 10.0.0.256 -j KUBE-MARK-MASQ",
+    "-A KUBE-SEP-X -s 10.0.0.1 -j KUBE-MARK-MASQ2",
+    "-A KUBE-SEP-X -s 10.0.0.1 -p tcp -j KUBE-MARK-MASQ",
+    "-A KUBE-SEP-X -m tcp -p tcp -j DNAT --to-destination 10.0.0.1:80",
+    "-A KUBE-SEP-X -m sctp -p sctp -j DNAT --to-destination 10.0.0.1:80",
+    "-A KUBE-SEP-X -m tcp -p tcp -j DNAT --to-destination 10.0.0.1:80 --random",
+    "-A KUBE-SEP-X -m tcp -p udp -j DNAT --to-destination 10.0.0.1:80",
+    "-A KUBE-SVC-X -m statistic --mode random --probability 0.0100000000 -j KUBE-SEP-X",
+    "-A KUBE-SVC-X -m statistic --mode random --probability 1e-3 -j KUBE-SEP-X",
+    "-A KUBE-SVC-X -m statistic --mode random --probability 0.5 -j DROP",
+    "-A KUBE-SVC-X -m statistic --mode random --probability 0.5 -j KUBE-",
+    "-A KUBE-SVC-X -j KUBE-SEP-X",
+    "-A KUBE-SVC-X -j KUBE-SEP-X --extra",
+    "-A KUBE-SVC-X\t-j KUBE-SEP-X",
+    "-A KUBE-SVC-X -j KUBE-MARK-MASQ",
+  ];
+  expect(check(near, "IPv4")).toBe(near.length);
+});
