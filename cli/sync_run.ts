@@ -17,7 +17,7 @@ import { DEFAULT_BATCH } from "../lib/sync/batch.ts";
 import { cleanStaleUDP, udpTargets } from "../lib/sync/conntrack.ts";
 import { Daemon } from "../lib/sync/daemon.ts";
 import { close, HealthCheckServers, HealthState, healthzServer, listen, metricsServer } from "../lib/sync/http.ts";
-import { saveCommand, streamChainNames } from "../lib/sync/live_chains.ts";
+import { streamChainNames } from "../lib/sync/live_chains.ts";
 import { createLogger, redactURLs } from "../lib/sync/log.ts";
 import { createMetrics } from "../lib/sync/metrics.ts";
 import { startSystemdNotify } from "../lib/sync/notify.ts";
@@ -167,7 +167,7 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
           batch,
           syncPeriodMs: syncPeriod,
           now: () => realClock.now(),
-          liveChains: (table) => streamChainNames([saveCommand(runner.family, opts.backend), "-t", table], table),
+          liveChains: (table) => streamChainNames(runner.saveArgv(table), table),
           dryRun: opts.dryRun
             ? (family, inputs, jumps) => {
                 const tool = family === "IPv6" ? "ip6tables" : "iptables";

@@ -224,12 +224,17 @@ export class ExecRunner implements Runner {
     return r.stdout;
   }
 
+  /** The argv of this runner's save (prefix included), for readers that stream it themselves. */
+  saveArgv(table?: string): string[] {
+    return [...this.prefix, this.bin.save, ...(table ? ["-t", table] : [])];
+  }
+
   /**
    * save(), started now and read as it is written: `read` hands the text over in pieces while
    * the tool still runs, and rejects as save() would.
    */
   startSave(table?: string): { read(onText: (text: string) => void): Promise<void> } {
-    const run = execToFile([...this.prefix, this.bin.save, ...(table ? ["-t", table] : [])]);
+    const run = execToFile(this.saveArgv(table));
     return {
       read: async (onText) => {
         const r = await run.read(onText);

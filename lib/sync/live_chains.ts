@@ -75,11 +75,3 @@ export function streamChainNames(argv: string[], table: string): Promise<string[
     });
   });
 }
-
-/**
- * The save command ExecRunner.create picks for `family` and `--backend` (iptables-nft-save,
- * ip6tables-legacy-save, or the host's default iptables-save).
- */
-export function saveCommand(family: "IPv4" | "IPv6", backend?: "nft" | "legacy"): string {
-  return `${family === "IPv4" ? "iptables" : "ip6tables"}${backend ? `-${backend}` : ""}-save`;
-}

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { savedChainNames } from "../../lib/iptables/save_parser.ts";
-import { saveCommand, streamChainNames } from "../../lib/sync/live_chains.ts";
+import { streamChainNames } from "../../lib/sync/live_chains.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
 
 /** A stand-in iptables-save: a program for `bun -e`, run with an argv. */
@@ -40,12 +40,6 @@ describe("streamChainNames", () => {
     await expect(streamChainNames(fake(program), "nat")).rejects.toThrow("no nat table");
     await expect(streamChainNames(["/nonexistent/iptables-save"], "nat")).rejects.toThrow("Cannot run");
   });
-
-  test("saveCommand names what ExecRunner runs", () => {
-    expect(saveCommand("IPv4", "nft")).toBe("iptables-nft-save");
-    expect(saveCommand("IPv6", "legacy")).toBe("ip6tables-legacy-save");
-    expect(saveCommand("IPv4")).toBe("iptables-save");
-  });
 });
 
 describe.skipIf(skipRealIptables())("streamChainNames, real iptables", () => {
@@ -56,7 +50,7 @@ describe.skipIf(skipRealIptables())("streamChainNames, real iptables", () => {
         expect(run([`iptables-${backend}-restore`, "--noflush"], restore).code).toBe(0);
         const whole = savedChainNames(run([`iptables-${backend}-save`, "-t", "nat"]).stdout, "nat");
         const streamed = await streamChainNames(
-          ["ip", "netns", "exec", ns, saveCommand("IPv4", backend), "-t", "nat"],
+          ["ip", "netns", "exec", ns, `iptables-${backend}-save`, "-t", "nat"],
           "nat",
         );
         expect(streamed).toEqual(whole);
