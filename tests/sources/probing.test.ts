@@ -8,16 +8,14 @@ import { describe, expect, test } from "bun:test";
 import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import { PROBE_DEFAULTS } from "../../lib/model/probe.ts";
 import type { EndpointSlice, ReadinessProbe, Service } from "../../lib/model/types.ts";
-import { defaultConfig } from "../../lib/proxy/options.ts";
-import { ChangeTracker } from "../../lib/proxy/tracker.ts";
 import { ProbeAnnotationIgnored, ProbingSource } from "../../lib/sources/probing.ts";
 import type { SourceEvent } from "../../lib/sources/source.ts";
-import { Daemon } from "../../lib/sync/daemon.ts";
 import { createLogger } from "../../lib/sync/log.ts";
 import { createMetrics } from "../../lib/sync/metrics.ts";
 import type { CheckResult, ProbeTarget } from "../../lib/sync/prober.ts";
-import { Proxier, type SyncOutcome } from "../../lib/sync/proxier.ts";
+import type { SyncOutcome } from "../../lib/sync/proxier.ts";
 import { FakeClock } from "../support/clock.ts";
+import { startFakeDaemon } from "../support/fake_daemon.ts";
 import { MemorySource } from "../support/memory_source.ts";
 import { modelService, modelSlice } from "../support/objects.ts";
 
@@ -51,26 +49,14 @@ async function setup(probe: ReadinessProbe | undefined = fast()) {
       return down.has(t.address) ? { ok: false, reason: "connection refused" } : { ok: true, reason: "connected" };
     },
   });
-  const proxier = new Proxier({
-    family: "IPv4",
-    runner,
-    config: { ...defaultConfig(), hostname: "node1", clusterCIDR: "10.244.0.0/16" },
-    syncPeriodMs: 30_000,
-    now: () => clock.now(),
-  });
-  const daemon = new Daemon({
+  const { daemon } = await startFakeDaemon({
     source,
-    tracker: new ChangeTracker("node1"),
-    proxiers: [proxier],
     clock,
-    minSyncPeriodMs: 1000,
-    syncPeriodMs: 30_000,
+    runner,
     log,
-    metrics,
-    canary: false,
-    onSync: (o) => outcomes.push(o),
+    config: { clusterCIDR: "10.244.0.0/16" },
+    daemon: { metrics, onSync: (o) => outcomes.push(o) },
   });
-  await daemon.start();
   inner.emit({ kind: "Service", type: "upsert", key: "ns/web", object: web(probe) });
   inner.emit({ kind: "EndpointSlice", type: "upsert", key: "ns/web-1", object: modelSlice("ns", "web-1", "web", IPS) });
   /** The endpoints the nat table sends web's traffic to, from the rules as written. */

@@ -7,11 +7,12 @@ import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import type { EndpointSlice, Service } from "../../lib/model/types.ts";
 import { defaultConfig } from "../../lib/proxy/options.ts";
 import { ChangeTracker } from "../../lib/proxy/tracker.ts";
-import { Collector, Daemon } from "../../lib/sync/daemon.ts";
+import { Collector } from "../../lib/sync/daemon.ts";
 import { createLogger } from "../../lib/sync/log.ts";
 import { createMetrics } from "../../lib/sync/metrics.ts";
-import { Proxier, type SyncOutcome } from "../../lib/sync/proxier.ts";
+import { Proxier } from "../../lib/sync/proxier.ts";
 import { FakeClock } from "../support/clock.ts";
+import { startFakeDaemon } from "../support/fake_daemon.ts";
 import { MemorySource } from "../support/memory_source.ts";
 import { modelService, modelSlice } from "../support/objects.ts";
 
@@ -20,31 +21,16 @@ const slice = (service: string, ips: string[]): EndpointSlice => modelSlice("ns"
 
 async function setup() {
   const clock = new FakeClock();
-  const runner = new FakeRunner("IPv4", "nft");
   const source = new MemorySource();
   const logs: string[] = [];
-  const outcomes: SyncOutcome[][] = [];
   const metrics = createMetrics();
-  const proxier = new Proxier({
-    family: "IPv4",
-    runner,
-    config: { ...defaultConfig(), hostname: "node1", clusterCIDR: "10.244.0.0/16" },
-    syncPeriodMs: 30_000,
-    now: () => clock.now(),
-  });
-  const daemon = new Daemon({
+  const { daemon, runner, outcomes } = await startFakeDaemon({
     source,
-    tracker: new ChangeTracker("node1"),
-    proxiers: [proxier],
     clock,
-    minSyncPeriodMs: 1000,
-    syncPeriodMs: 30_000,
     log: createLogger("json", (l) => logs.push(l)),
-    metrics,
-    canary: true,
-    onSync: (o) => outcomes.push(o),
+    config: { clusterCIDR: "10.244.0.0/16" },
+    daemon: { metrics, canary: true },
   });
-  await daemon.start();
   for (const [name, ip, eps] of [
     ["a", "10.96.0.10", ["10.244.1.1", "10.244.1.2"]],
     ["b", "10.96.0.11", ["10.244.2.1"]],

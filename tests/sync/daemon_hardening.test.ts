@@ -10,12 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import type { CommandResult } from "../../lib/iptables/runner.ts";
-import { defaultConfig } from "../../lib/proxy/options.ts";
-import { ChangeTracker } from "../../lib/proxy/tracker.ts";
-import { Daemon, type DaemonOptions } from "../../lib/sync/daemon.ts";
+import type { DaemonOptions } from "../../lib/sync/daemon.ts";
 import { createLogger } from "../../lib/sync/log.ts";
-import { Proxier, type SyncOutcome } from "../../lib/sync/proxier.ts";
 import { FakeClock } from "../support/clock.ts";
+import { startFakeDaemon } from "../support/fake_daemon.ts";
 import { MemorySource } from "../support/memory_source.ts";
 import { modelService, modelSlice } from "../support/objects.ts";
 import { eventually } from "../support/sync_proc.ts";
@@ -26,27 +24,13 @@ async function setup(over: Partial<DaemonOptions> = {}, runner = new FakeRunner(
   const clock = new FakeClock();
   const source = new MemorySource();
   const logs: string[] = [];
-  const outcomes: SyncOutcome[][] = [];
-  const proxier = new Proxier({
-    family: "IPv4",
-    runner,
-    config: { ...defaultConfig(), hostname: "node1" },
-    syncPeriodMs: 30_000,
-    now: () => clock.now(),
-  });
-  const daemon = new Daemon({
+  const { daemon, outcomes } = await startFakeDaemon({
     source,
-    tracker: new ChangeTracker("node1"),
-    proxiers: [proxier],
     clock,
-    minSyncPeriodMs: 1000,
-    syncPeriodMs: 30_000,
+    runner,
     log: createLogger("json", (l) => logs.push(l)),
-    canary: false,
-    onSync: (o) => outcomes.push(o),
-    ...over,
+    daemon: over,
   });
-  await daemon.start();
   const dns = (eps: string[]) => {
     source.emit({
       kind: "Service",
