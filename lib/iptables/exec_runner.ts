@@ -17,6 +17,13 @@ import {
   type Runner,
 } from "./runner.ts";
 
+/** Why a program could not be started: not installed (IptablesUnavailable), or anything else. */
+function startFailure(program: string, e: NodeJS.ErrnoException): Error {
+  return e?.code === "ENOENT"
+    ? new IptablesUnavailable(`${program} is not installed (or not on PATH)`)
+    : new Error(`Cannot run ${program}: ${e?.message ?? String(e)}`);
+}
+
 /**
  * Run argv with stdin; ENOENT becomes IptablesUnavailable. A process that cannot be started
  * (EMFILE, EAGAIN, ENOMEM…) rejects with an Error naming the program: never a throw from an
@@ -29,11 +36,7 @@ export function execFile(argv: string[], input?: string): Promise<CommandResult>
     const fail = (e: NodeJS.ErrnoException) => {
       if (settled) return;
       settled = true;
-      reject(
-        e?.code === "ENOENT"
-          ? new IptablesUnavailable(`${argv[0]} is not installed (or not on PATH)`)
-          : new Error(`Cannot run ${argv[0]}: ${e?.message ?? String(e)}`),
-      );
+      reject(startFailure(argv[0], e));
     };
     let child: ReturnType<typeof spawn>;
     try {
@@ -80,11 +83,7 @@ export function execToFile(argv: string[]): { read(onText: (text: string) => voi
     const fail = (e: NodeJS.ErrnoException) => {
       if (settled) return;
       settled = true;
-      reject(
-        e?.code === "ENOENT"
-          ? new IptablesUnavailable(`${argv[0]} is not installed (or not on PATH)`)
-          : new Error(`Cannot run ${argv[0]}: ${e?.message ?? String(e)}`),
-      );
+      reject(startFailure(argv[0], e));
     };
     try {
       const dir = mkdtempSync(join(tmpdir(), "kip-save-"));
