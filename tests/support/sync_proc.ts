@@ -2,6 +2,7 @@
  * A running `kip sync` (the compiled binary) inside a test namespace: its log lines, waiting
  * for conditions with deadlines, and a clean SIGTERM stop.
  */
+import { afterEach } from "bun:test";
 import { type ChildProcess, spawn } from "node:child_process";
 import { ensureBinary } from "./binary.ts";
 import type { Exec } from "./netns.ts";
@@ -99,4 +100,13 @@ export async function eventually(
 /** `kip diff` run in the namespace: 0 once the live rules equal what the manifests render. */
 export function diffIn(run: (argv: string[]) => Exec, args: string[]): Exec {
   return run([ensureBinary(), "diff", ...args, "--no-color"]);
+}
+
+/** Daemons a test file starts: each test's are stopped after it, even when it fails. */
+export function stopAfterEach(): SyncProc[] {
+  const procs: SyncProc[] = [];
+  afterEach(async () => {
+    for (const p of procs.splice(0)) await p.stop();
+  });
+  return procs;
 }

@@ -2,14 +2,14 @@
  * Stale UDP flows (spec §10): which are deleted, from parsed `conntrack -L` output; and for
  * real, in a namespace, after `kip sync` drops a DNS endpoint.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadManifests } from "../../lib/model/load.ts";
 import { parseConntrack, staleFlows, staleGroups, udpTargets } from "../../lib/sync/conntrack.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { eventually, FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const DNS = (eps: string[]) => `apiVersion: v1
 kind: Service
@@ -96,11 +96,7 @@ test("stale flows are deleted in groups: one per Service address and port and st
 });
 
 const skip = skipRealIptables();
-let procs: SyncProc[] = [];
-afterEach(async () => {
-  for (const p of procs) await p.stop();
-  procs = [];
-});
+const procs = stopAfterEach();
 
 describe.skipIf(skip)("conntrack cleanup for real", () => {
   test("an endpoint leaves: its UDP flows are deleted, the other endpoint's stay", async () => {

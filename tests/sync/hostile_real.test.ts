@@ -4,20 +4,16 @@
  * checked name, a huge file, a symlink out of the directory. The daemon keeps running, syncs
  * the good files, answers /livez all along, and reports each bad file once, not at every rescan.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GOOD, hostileFiles, REPORTED, startSwapper } from "../support/hostile.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const skip = skipRealIptables();
-let procs: SyncProc[] = [];
-afterEach(async () => {
-  for (const p of procs) await p.stop();
-  procs = [];
-});
+const procs = stopAfterEach();
 
 describe.skipIf(skip)("kip sync and hostile manifests", () => {
   test("the daemon survives, syncs the good files, answers /livez, and reports each bad file once", async () => {

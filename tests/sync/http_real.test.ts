@@ -3,19 +3,15 @@
  * namespace, with curl): /healthz and /livez bodies, /metrics names, /debug/last-restore, and
  * a health-check NodePort server for an ETP=Local LoadBalancer Service (spec §11).
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const skip = skipRealIptables();
-let procs: SyncProc[] = [];
-afterEach(async () => {
-  for (const p of procs) await p.stop();
-  procs = [];
-});
+const procs = stopAfterEach();
 
 const LB = `apiVersion: v1
 kind: Service

@@ -5,7 +5,7 @@
  * failed. Now a spawn failure is a rejected promise (a failed, retried sync), and every server
  * caps its connections and closes idle ones.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { HealthState, healthzServer, listen } from "../../lib/sync/http.ts";
 import { GOOD } from "../support/hostile.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { eventually, FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const EXEC_RUNNER = join(import.meta.dir, "..", "..", "lib", "iptables", "exec_runner.ts");
 
@@ -81,11 +81,7 @@ describe("HTTP server limits", () => {
 });
 
 const skip = skipRealIptables();
-let procs: SyncProc[] = [];
-afterEach(async () => {
-  for (const p of procs) await p.stop();
-  procs = [];
-});
+const procs = stopAfterEach();
 
 describe.skipIf(skip)("kip sync under a connection flood", () => {
   test("600 idle connections with 256 file descriptors: syncs go on, the daemon lives", async () => {

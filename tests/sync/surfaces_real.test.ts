@@ -4,14 +4,14 @@
  * servers listen only on the addresses --nodeport-addresses selects. In-process: the debug
  * body is cached, and a failing liveness check turns /livez to 503.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cachedDebugBody, HealthState, healthzServer, isLoopbackPeer, listen } from "../../lib/sync/http.ts";
 import type { RestoreRecord } from "../../lib/sync/proxier.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";
-import { eventually, FAST, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { eventually, FAST, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const LB = `apiVersion: v1
 kind: Service
@@ -68,11 +68,7 @@ describe("in-process", () => {
 });
 
 const skip = skipRealIptables();
-let procs: SyncProc[] = [];
-afterEach(async () => {
-  for (const p of procs) await p.stop();
-  procs = [];
-});
+const procs = stopAfterEach();
 
 /** A namespace with loopback and 10.1.1.1/24 on a veth: a "network" address of the node. */
 function node(run: (argv: string[]) => Exec): void {

@@ -4,7 +4,7 @@
  * watched directory; a malformed file keeps the previous rules; a third party flushing the
  * nat table is repaired; a held xtables lock fails a sync that is then retried.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,16 +13,12 @@ import { JUMP_RULES } from "../../lib/iptables/jumps.ts";
 import { ensureBinary } from "../support/binary.ts";
 import { tool } from "../support/kube_proxy.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { diffIn, eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { diffIn, eventually, FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const skip = skipRealIptables();
 const NODE = ["--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
 
-let procs: SyncProc[] = [];
-afterEach(async () => {
-  for (const p of procs) await p.stop();
-  procs = [];
-});
+const procs = stopAfterEach();
 
 function manifestsDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "kip-sync-"));
