@@ -10,11 +10,11 @@ import type { IPFamily } from "../model/ip.ts";
 import {
   type Backend,
   type CommandResult,
+  CommandRunner,
   failedLine,
   IptablesUnavailable,
   RestoreError,
   type RestoreOptions,
-  type Runner,
 } from "./runner.ts";
 
 /** Why a program could not be started: not installed (IptablesUnavailable), or anything else. */
@@ -178,7 +178,7 @@ export function restoreWaitFlags(v: number[]): string[] {
 
 const LOCK = /xtables lock|holding the lock|Resource temporarily unavailable/i;
 
-export class ExecRunner implements Runner {
+export class ExecRunner extends CommandRunner {
   private constructor(
     readonly family: IPFamily,
     readonly backend: Backend,
@@ -186,7 +186,9 @@ export class ExecRunner implements Runner {
     readonly version: number[],
     /** Prepended to every argv, e.g. `ip netns exec NS` (tests and benchmarks). */
     private readonly prefix: string[],
-  ) {}
+  ) {
+    super();
+  }
 
   private exec(argv: string[], input?: string): Promise<CommandResult> {
     return execFile([...this.prefix, ...argv], input);

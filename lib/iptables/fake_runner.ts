@@ -7,7 +7,7 @@
  */
 import type { IPFamily } from "../model/ip.ts";
 import { normalizeArgs } from "./normalize.ts";
-import { type Backend, type CommandResult, RestoreError, type RestoreOptions, type Runner } from "./runner.ts";
+import { type Backend, type CommandResult, CommandRunner, RestoreError, type RestoreOptions } from "./runner.ts";
 import { quoteArg, ruleTarget, splitArgs } from "./save_parser.ts";
 
 const BUILTIN: Record<string, string[]> = {
@@ -90,7 +90,7 @@ export type FakeCall =
   | { kind: "save"; table?: string }
   | { kind: "run"; args: string[] };
 
-export class FakeRunner implements Runner {
+export class FakeRunner extends CommandRunner {
   private tables: Tables = fresh();
   readonly calls: FakeCall[] = [];
   /** Make the next restore whose input matches fail with this message (then forget it). */
@@ -99,7 +99,9 @@ export class FakeRunner implements Runner {
   constructor(
     readonly family: IPFamily = "IPv4",
     readonly backend: Backend = "nft",
-  ) {}
+  ) {
+    super();
+  }
 
   private same(a: string[], b: string[]): boolean {
     const x = normalizeArgs(a, this.family).join("\u0000");
@@ -272,13 +274,17 @@ export class FakeRunner implements Runner {
       } else args.push(argv[i]);
     }
     const ok = (stdout = ""): CommandResult => ({ code: 0, stdout, stderr: "" });
-    const fail = (msg: string): CommandResult => ({ code: 1, stdout: "", stderr: `iptables: ${msg}.\n` });
+    // Exit statuses as the real tool's: 1 no such chain or rule (or one already there), 3 no such table.
+    const fail = (msg: string, code = 1): CommandResult => ({ code, stdout: "", stderr: `iptables: ${msg}.\n` });
     const work = clone(this.tables);
+    if (!work.has(table)) return fail(`can't initialize iptables table \`${table}': Table does not exist`, 3);
     try {
       const tab = this.table(work, table);
       const [op, chain, ...rest] = args;
       switch (op) {
         case "-N":
+          if (chain === undefined || chain.length > 28 || chain.startsWith("-"))
+            return fail(`chain name \`${chain}' not allowed (under 29 chars, not starting with \`-')`, 2);
           if (tab.has(chain)) return fail("Chain already exists");
           tab.set(chain, { builtin: false, policy: "-", rules: [] });
           break;
@@ -300,8 +306,14 @@ export class FakeRunner implements Runner {
         case "-S": {
           const c = tab.get(chain);
           if (!c) return fail("No chain/target/match by that name");
-          const lines = [c.builtin ? `-P ${chain} ${c.policy}` : `-N ${chain}`];
-          for (const r of c.rules) lines.push(["-A", chain, ...r.map(quoteArg)].join(" "));
+          const line = (r: string[]) => ["-A", chain, ...r.map(quoteArg)].join(" ");
+          // `-S CHAIN N`: rule N alone, nothing past the end (as the real tools).
+          if (/^[0-9]+$/.test(rest[0] ?? "")) {
+            if (Number(rest[0]) === 0) return fail(`Invalid rule number \`${rest[0]}'`, 2);
+            const r = c.rules[Number(rest[0]) - 1];
+            return ok(r ? `${line(r)}\n` : "");
+          }
+          const lines = [c.builtin ? `-P ${chain} ${c.policy}` : `-N ${chain}`, ...c.rules.map(line)];
           return ok(`${lines.join("\n")}\n`);
         }
         case "-A":

@@ -436,11 +436,9 @@ export class Daemon {
   private async makeCanaries(): Promise<void> {
     for (const p of this.o.proxiers)
       for (const table of ["mangle", "nat", "filter"]) {
-        const r = await p.o.runner
-          .run(["-t", table, "-N", CANARY])
-          .catch((e: Error) => ({ code: -1, stderr: e.message }));
-        if (r.code !== 0 && !/already exists/i.test(r.stderr))
-          this.o.log.log("warn", "cannot create the canary chain", { family: p.family, table, error: r.stderr.trim() });
+        await p.o.runner.ensureChain(table, CANARY).catch((e: Error) => {
+          this.o.log.log("warn", "cannot create the canary chain", { family: p.family, table, error: e.message });
+        });
       }
   }
 
@@ -469,9 +467,8 @@ export class Daemon {
     let flushed = false;
     for (const p of this.o.proxiers)
       for (const table of ["mangle", "nat", "filter"]) {
-        const r = await p.o.runner.run(["-t", table, "-S", CANARY]);
-        // Exit status 4 is "resource problem" (a held lock): not a flush.
-        if (r.code !== 0 && r.code !== 4) flushed = true;
+        // A held lock or any other trouble rejects: not a flush (canaryFailed says why).
+        if (!(await p.o.runner.chainExists(table, CANARY))) flushed = true;
       }
     if (flushed) {
       this.o.log.log("warn", "iptables flush detected (canary chain gone): recreating rules with a full sync");

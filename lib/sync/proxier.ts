@@ -13,7 +13,7 @@
  */
 import { gunzipSync, gzipSync } from "node:zlib";
 import { JUMP_RULES, jumpRuleArgs } from "../iptables/jumps.ts";
-import { RestoreError, type Runner } from "../iptables/runner.ts";
+import { CommandError, RestoreError, type Runner } from "../iptables/runner.ts";
 import { savedChainNames } from "../iptables/save_parser.ts";
 import type { IPFamily } from "../model/ip.ts";
 import type { ClusterState } from "../model/types.ts";
@@ -188,15 +188,14 @@ export class Proxier {
   /** kube-proxy's jump rules: -N the target, -C the rule, -I it at the top when missing. */
   // (jumpCommands() below lists the same commands for --dry-run.)
   private async ensureJumps(): Promise<void> {
+    const failed = (what: string) => (e: unknown) => {
+      throw e instanceof CommandError ? new Error(`${what}: ${e.message}`) : e;
+    };
     for (const j of JUMP_RULES) {
-      const args = jumpRuleArgs(j);
-      const n = await this.o.runner.run(["-t", j.table, "-N", j.to]);
-      if (n.code !== 0 && !/already exists/i.test(n.stderr))
-        throw new Error(`creating ${j.table}/${j.to}: ${n.stderr.trim()}`);
-      const c = await this.o.runner.run(["-t", j.table, "-C", j.from, ...args]);
-      if (c.code === 0) continue;
-      const i = await this.o.runner.run(["-t", j.table, "-I", j.from, ...args]);
-      if (i.code !== 0) throw new Error(`inserting the ${j.from} → ${j.to} jump: ${i.stderr.trim()}`);
+      await this.o.runner.ensureChain(j.table, j.to).catch(failed(`creating ${j.table}/${j.to}`));
+      await this.o.runner
+        .ensureRule("prepend", j.table, j.from, jumpRuleArgs(j))
+        .catch(failed(`inserting the ${j.from} → ${j.to} jump`));
     }
   }
 

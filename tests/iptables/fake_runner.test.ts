@@ -8,15 +8,22 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ExecRunner } from "../../lib/iptables/exec_runner.ts";
 import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import { normalizeRule } from "../../lib/iptables/normalize.ts";
-import { failedLine, isNotFound, RestoreError, type RestoreOptions } from "../../lib/iptables/runner.ts";
+import { CommandError, failedLine, RestoreError, type RestoreOptions, type Runner } from "../../lib/iptables/runner.ts";
 import { BUILTIN_CHAINS, parseSave, quoteArg, ruleTarget } from "../../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
 import { FIXTURES } from "../support/fixtures.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";
 
 const NOFLUSH: RestoreOptions = { noflush: true };
+
+/** iptables' "nothing to act on" answers: the fake's failures read like the real tools'. */
+const isNotFound = (stderr: string) =>
+  /No chain\/target\/match by that name|No such file or directory|does a matching rule exist|does not exist/.test(
+    stderr,
+  );
 
 /** Restore and report whether it worked; anything but a RestoreError is a bug in the fake. */
 async function attempt(f: FakeRunner, input: string, opts: RestoreOptions = NOFLUSH): Promise<RestoreError | null> {
@@ -311,6 +318,71 @@ describe("FakeRunner.run", () => {
     const f = new FakeRunner();
     expect((await f.run(["-A", "INPUT", "-j", "KUBE-NOPE"])).code).not.toBe(0);
     expect((await f.run(["-S", "INPUT"])).stdout).toBe("-P INPUT ACCEPT\n");
+  });
+});
+
+describe("FakeRunner typed operations", () => {
+  test("chainExists: built-in and made chains exist, others not; a table that does not exist is an error", async () => {
+    const f = new FakeRunner();
+    expect(await f.chainExists("nat", "PREROUTING")).toBe(true);
+    expect(await f.chainExists("nat", "KUBE-X")).toBe(false);
+    await f.run(["-t", "nat", "-N", "KUBE-X"]);
+    expect(await f.chainExists("nat", "KUBE-X")).toBe(true);
+    expect(await f.chainExists("filter", "KUBE-X")).toBe(false);
+    await expect(f.chainExists("nope", "KUBE-X")).rejects.toBeInstanceOf(CommandError);
+    // One rule at most is listed: cheap on a long chain.
+    expect(f.calls.at(-2)).toEqual({ kind: "run", args: ["-t", "filter", "-S", "KUBE-X", "1"] });
+  });
+
+  test("ensureChain: true when made, false when it was there; a bad name is an error", async () => {
+    const f = new FakeRunner();
+    expect(await f.ensureChain("nat", "KUBE-X")).toBe(true);
+    expect(await f.ensureChain("nat", "KUBE-X")).toBe(false);
+    expect(await f.ensureChain("filter", "KUBE-X")).toBe(true);
+    const e = await f.ensureChain("nat", "KUBE-A-NAME-FAR-TOO-LONG-FOR-IPTABLES").catch((e) => e);
+    expect(e).toBeInstanceOf(CommandError);
+    expect(e.argv).toEqual(["-t", "nat", "-N", "KUBE-A-NAME-FAR-TOO-LONG-FOR-IPTABLES"]);
+    expect(e.result.code).toBe(2);
+  });
+
+  test("ensureRule: added once, at the top or the end; an equal rule in another order counts", async () => {
+    const f = new FakeRunner();
+    await f.ensureChain("nat", "KUBE-X");
+    expect(await f.ensureRule("append", "nat", "KUBE-X", ["-j", "RETURN"])).toBe(true);
+    const rule = ["-m", "comment", "--comment", "kip x", "-p", "tcp", "-m", "tcp", "--dport", "80", "-j", "ACCEPT"];
+    expect(await f.ensureRule("prepend", "nat", "KUBE-X", rule)).toBe(true);
+    const reordered = [
+      "-p",
+      "tcp",
+      "-m",
+      "comment",
+      "--comment",
+      "kip x",
+      "-m",
+      "tcp",
+      "--dport",
+      "80",
+      "-j",
+      "ACCEPT",
+    ];
+    expect(await f.ensureRule("append", "nat", "KUBE-X", reordered)).toBe(false);
+    expect(await f.ensureRule("append", "nat", "KUBE-X", ["-j", "RETURN"])).toBe(false);
+    expect((await rulesOf(f, "nat"))["nat/KUBE-X"]).toEqual([
+      "-m comment --comment kip x -p tcp -m tcp --dport 80 -j ACCEPT",
+      "-j RETURN",
+    ]);
+  });
+
+  test("ensureRule: a missing chain or jump target is an error that says so, and nothing changes", async () => {
+    const f = new FakeRunner();
+    const before = await f.save();
+    const noChain = await f.ensureRule("prepend", "nat", "KUBE-NOPE", ["-j", "RETURN"]).catch((e) => e);
+    expect(noChain).toBeInstanceOf(CommandError);
+    expect(noChain.argv).toEqual(["-t", "nat", "-I", "KUBE-NOPE", "-j", "RETURN"]);
+    expect(noChain.message).toBe("iptables: No chain/target/match by that name.");
+    const noTarget = await f.ensureRule("append", "nat", "PREROUTING", ["-j", "KUBE-NOPE"]).catch((e) => e);
+    expect(noTarget).toBeInstanceOf(CommandError);
+    expect(await f.save()).toBe(before);
   });
 });
 
@@ -651,6 +723,75 @@ describe.skipIf(skip)("PARITY: iptables commands, fake.run vs real", () => {
         }
       });
     });
+});
+
+describe.skipIf(skip)("PARITY: typed operations, FakeRunner vs ExecRunner", () => {
+  // Each step's answer (a value, or the error's class), on both sides, then the tables.
+  const steps: { what: string; op: (r: Runner) => Promise<unknown>; real: unknown }[] = [
+    { what: "a chain not there", op: (r) => r.chainExists("nat", "KUBE-KIP-T"), real: false },
+    { what: "a built-in chain", op: (r) => r.chainExists("nat", "POSTROUTING"), real: true },
+    { what: "make it", op: (r) => r.ensureChain("nat", "KUBE-KIP-T"), real: true },
+    { what: "make it again", op: (r) => r.ensureChain("nat", "KUBE-KIP-T"), real: false },
+    { what: "now there", op: (r) => r.chainExists("nat", "KUBE-KIP-T"), real: true },
+    { what: "not in filter", op: (r) => r.chainExists("filter", "KUBE-KIP-T"), real: false },
+    { what: "an empty chain exists", op: (r) => r.ensureChain("filter", "KUBE-KIP-T"), real: true },
+    { what: "a bad chain name", op: (r) => r.ensureChain("nat", "KUBE-KIP-A-NAME-FAR-TOO-LONG-X"), real: CommandError },
+    {
+      what: "a jump at the top",
+      op: (r) =>
+        r.ensureRule("prepend", "nat", "PREROUTING", ["-m", "comment", "--comment", "kip t", "-j", "KUBE-KIP-T"]),
+      real: true,
+    },
+    {
+      what: "the same jump again",
+      op: (r) =>
+        r.ensureRule("prepend", "nat", "PREROUTING", ["-m", "comment", "--comment", "kip t", "-j", "KUBE-KIP-T"]),
+      real: false,
+    },
+    { what: "a rule at the end", op: (r) => r.ensureRule("append", "nat", "KUBE-KIP-T", ["-j", "RETURN"]), real: true },
+    {
+      what: "a rule at the top",
+      op: (r) =>
+        r.ensureRule("prepend", "nat", "KUBE-KIP-T", ["-p", "tcp", "-m", "tcp", "--dport", "80", "-j", "ACCEPT"]),
+      real: true,
+    },
+    {
+      what: "the same rule, -m and -p swapped",
+      op: (r) =>
+        r.ensureRule("append", "nat", "KUBE-KIP-T", ["-m", "tcp", "-p", "tcp", "--dport", "80", "-j", "ACCEPT"]),
+      real: false,
+    },
+    {
+      what: "a chain that is not there",
+      op: (r) => r.ensureRule("append", "nat", "KUBE-KIP-NOPE", ["-j", "RETURN"]),
+      real: CommandError,
+    },
+    {
+      what: "a jump to nowhere",
+      op: (r) => r.ensureRule("append", "nat", "KUBE-KIP-T", ["-j", "KUBE-KIP-NOPE"]),
+      real: CommandError,
+    },
+  ];
+  const answer = (p: Promise<unknown>) => p.catch((e) => (e instanceof CommandError ? CommandError : e));
+
+  for (const family of ["IPv4", "IPv6"] as const)
+    for (const backend of BACKENDS)
+      test(`${backend} ${family}`, async () => {
+        const fake = new FakeRunner(family, backend);
+        await withNetns(async (ns, run) => {
+          const real = await ExecRunner.create(family, backend, { prefix: ["ip", "netns", "exec", ns] });
+          for (const [i, step] of steps.entries()) {
+            const label = `step ${i + 1}: ${step.what}`;
+            const got = await answer(step.op(real));
+            expect({ label, real: got }).toEqual({ label, real: step.real });
+            expect({ label, fake: await answer(step.op(fake)) }).toEqual({ label, fake: got });
+            expect({ label, state: state(await fake.save(), family) }).toEqual({
+              label,
+              state: state(ok(run([bin(family, backend).save]), "save"), family),
+            });
+          }
+        });
+      });
 });
 
 // ---------------------------------------------------------------------------------------------
