@@ -190,11 +190,6 @@ export class Daemon {
     while (this.conntrackRunning) await this.conntrackRunning;
   }
 
-  /** One sync now, outside the schedule (kip sync --once). */
-  syncOnce(): Promise<boolean> {
-    return this.syncAll();
-  }
-
   /** Resolves with the outcomes of the next sync that finishes. */
   nextSync(): Promise<SyncOutcome[]> {
     return new Promise((resolve) => this.waiters.push(resolve));
