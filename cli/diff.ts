@@ -3,7 +3,6 @@
  * (diff_run.ts) loads when the command runs, so `kip render` never pays for it.
  */
 import { Command, Option } from "@commander-js/extra-typings";
-import type { DiffFlags } from "./diff_run.ts";
 import type { IO } from "./io.ts";
 import { addNodeFlags, addSimulationFlags } from "./node_flags.ts";
 
@@ -57,8 +56,7 @@ export function diffCommand(io: IO, setExit: (code: number) => void) {
     )
     .option("--no-color", "no colour, even on a terminal")
     .addHelpText("after", EXAMPLES)
-    .action(async (...args) => {
-      const [paths, opts] = args as unknown as [string[], DiffFlags];
+    .action(async (paths, opts) => {
       setExit(await (await import("./diff_run.ts")).runDiff(paths, opts, io));
     });
 }

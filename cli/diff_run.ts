@@ -27,9 +27,9 @@ export interface DiffFlags extends NodeFlagValues, ClusterFlagValues {
   live?: string;
   from?: string[];
   to?: string[];
-  ipFamily?: string;
+  ipFamily?: IPFamily;
   backend?: Backend;
-  output: string;
+  output: "text" | "json" | "markdown";
   color?: boolean;
 }
 
@@ -146,7 +146,7 @@ function collectGarbage(): void {
  * works (as kip sync picks them). A family that does not work is skipped with a warning.
  */
 async function hostRunners(opts: DiffFlags, io: IO): Promise<ExecRunner[]> {
-  if (opts.ipFamily) return [await ExecRunner.create(opts.ipFamily as IPFamily, opts.backend)];
+  if (opts.ipFamily) return [await ExecRunner.create(opts.ipFamily, opts.backend)];
   const out: ExecRunner[] = [];
   for (const family of FAMILIES) {
     try {
@@ -173,7 +173,7 @@ function liveFile(opts: DiffFlags, io: IO): { dump: SaveDump; family: IPFamily }
   if (opts.ipFamily && fromDump && fromDump !== opts.ipFamily)
     throw new UsageError(`${file} was written by ${dump.generator}: compare it with --ip-family ${fromDump}`);
   // A dump without a generator line (restore input, hand-made): --ip-family, else IPv4.
-  return { dump, family: fromDump ?? (opts.ipFamily as IPFamily | undefined) ?? "IPv4" };
+  return { dump, family: fromDump ?? opts.ipFamily ?? "IPv4" };
 }
 
 const paint = (on: boolean, code: string, s: string) => (on ? `\x1b[${code}m${s}\x1b[0m` : s);
@@ -207,7 +207,7 @@ const familyJSON = (f: FamilyDiff) =>
 /** --from/--to: two renders of one family, and a review of the change. */
 function diffManifestSets(opts: DiffFlags, io: IO): { diff: FamilyDiff; review: Review } {
   if (!opts.from || !opts.to) throw new UsageError("--from and --to go together");
-  const family: IPFamily = opts.ipFamily === "IPv6" ? "IPv6" : "IPv4";
+  const family: IPFamily = opts.ipFamily ?? "IPv4";
   const rio = renderIO(io);
   const before = renderPaths(opts.from, opts, rio, family);
   const after = renderPaths(opts.to, opts, rio, family);

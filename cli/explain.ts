@@ -3,7 +3,6 @@
  * (explain_run.ts) loads when the command runs, so `kip render` never pays for it.
  */
 import { Command, Option } from "@commander-js/extra-typings";
-import type { ExplainFlags } from "./explain_run.ts";
 import type { IO } from "./io.ts";
 import { addNodeFlags, addSimulationFlags } from "./node_flags.ts";
 
@@ -56,8 +55,7 @@ export function explainCommand(io: IO, setExit: (code: number) => void) {
     .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
     .option("--no-color", "no colour, even on a terminal")
     .addHelpText("after", EXAMPLES)
-    .action(async (...args) => {
-      const [paths, opts] = args as unknown as [string[], ExplainFlags];
+    .action(async (paths, opts) => {
       setExit(await (await import("./explain_run.ts")).runExplain(paths, opts, io));
     });
 }

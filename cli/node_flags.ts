@@ -2,7 +2,7 @@
  * The node flags shared by render, diff and explain: kube-proxy's names, plus the host facts
  * kube-proxy probes at run time and that an offline render must be told.
  */
-import { type Command, Option } from "@commander-js/extra-typings";
+import { type Command, Option, type OptionValues } from "@commander-js/extra-typings";
 import {
   type ClusterPolicy,
   DEFAULT_NODE_PORT_RANGE,
@@ -53,37 +53,46 @@ export function normalizeBooleanFlags(argv: string[]): string[] {
   return out;
 }
 
-export function addNodeFlags<C extends Command<any, any, any>>(cmd: C) {
-  return cmd
-    .option("--config <file>", "a KubeProxyConfiguration (v1alpha1) file; flags override it")
-    .option("--hostname-override <name>", "this node's name: decides which endpoints are local (default: hostname)")
-    .option("--node-ip <ip>", "this node's IP, one per family (repeatable)", collect)
-    .option("--cluster-cidr <cidrs>", "pod CIDRs, comma-separated, at most one per family")
-    .option("--detect-local-mode <mode>", "ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix")
-    .option("--pod-bridge-interface <name>", "bridge for --detect-local-mode BridgeInterface")
-    .option("--pod-interface-name-prefix <prefix>", "prefix for --detect-local-mode InterfaceNamePrefix")
-    .option("--masquerade-all", "SNAT all traffic to cluster IPs")
-    .addOption(new Option("--no-masquerade-all").hideHelp())
-    .option("--iptables-masquerade-bit <bit>", "fwmark bit for SNAT (0-31, default 14)")
-    .option("--iptables-localhost-nodeports", "allow NodePorts on 127.0.0.1 (default on)")
-    .addOption(new Option("--no-iptables-localhost-nodeports").hideHelp())
-    .option(
-      "--nodeport-addresses <cidrs>",
-      'CIDRs NodePorts listen on, or "primary" (comma-separated, repeatable)',
-      commaList,
-    )
-    .option(
-      "--host-address <ip/len>",
-      "an interface address of the node (repeatable; default: node IPs + loopback)",
-      collect,
-    )
-    .option("--random-fully", "MASQUERADE --random-fully, as for iptables >= 1.6.2 (default on)")
-    .addOption(new Option("--no-random-fully").hideHelp())
-    .option("--nfacct", "write the nfacct counter matches (default off)")
-    .addOption(new Option("--no-nfacct").hideHelp())
-    .option("--conntrack-tcp-be-liberal", "nf_conntrack_tcp_be_liberal is on: omit the INVALID drop")
-    .addOption(new Option("--no-conntrack-tcp-be-liberal").hideHelp())
-    .option("--feature-gates <k=v,...>", "PreferSameTrafficDistribution, LoadBalancerIPMode (default true)");
+export function addNodeFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  cmd: Command<A, O, G>,
+) {
+  return (
+    cmd
+      .option("--config <file>", "a KubeProxyConfiguration (v1alpha1) file; flags override it")
+      .option("--hostname-override <name>", "this node's name: decides which endpoints are local (default: hostname)")
+      .option("--node-ip <ip>", "this node's IP, one per family (repeatable)", collect)
+      .option("--cluster-cidr <cidrs>", "pod CIDRs, comma-separated, at most one per family")
+      .option("--detect-local-mode <mode>", "ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix")
+      .option("--pod-bridge-interface <name>", "bridge for --detect-local-mode BridgeInterface")
+      .option("--pod-interface-name-prefix <prefix>", "prefix for --detect-local-mode InterfaceNamePrefix")
+      .option("--masquerade-all", "SNAT all traffic to cluster IPs")
+      .addOption(new Option("--no-masquerade-all").hideHelp())
+      .option("--iptables-masquerade-bit <bit>", "fwmark bit for SNAT (0-31, default 14)")
+      .option("--iptables-localhost-nodeports", "allow NodePorts on 127.0.0.1 (default on)")
+      .addOption(new Option("--no-iptables-localhost-nodeports").hideHelp())
+      .option(
+        "--nodeport-addresses <cidrs>",
+        'CIDRs NodePorts listen on, or "primary" (comma-separated, repeatable)',
+        commaList,
+      )
+      .option(
+        "--host-address <ip/len>",
+        "an interface address of the node (repeatable; default: node IPs + loopback)",
+        collect,
+      )
+      .option("--random-fully", "MASQUERADE --random-fully, as for iptables >= 1.6.2 (default on)")
+      .addOption(new Option("--no-random-fully").hideHelp())
+      .option("--nfacct", "write the nfacct counter matches (default off)")
+      .addOption(new Option("--no-nfacct").hideHelp())
+      .option("--conntrack-tcp-be-liberal", "nf_conntrack_tcp_be_liberal is on: omit the INVALID drop")
+      .addOption(new Option("--no-conntrack-tcp-be-liberal").hideHelp())
+      // The parser only fixes the type: extra-typings reads "...>" as a variadic option, commander does not.
+      .option(
+        "--feature-gates <k=v,...>",
+        "PreferSameTrafficDistribution, LoadBalancerIPMode (default true)",
+        (v: string) => v,
+      )
+  );
 }
 
 export interface NodeFlagValues {
@@ -193,7 +202,9 @@ export function resolveNodeConfig(o: NodeFlagValues, io: IO): { proxy: ProxyConf
  * The cluster's own settings (kube-apiserver's flag names) and the namespace of objects that
  * name none: what an API server would have applied to manifests before kube-proxy saw them.
  */
-export function addClusterFlags<C extends Command<any, any, any>>(cmd: C) {
+export function addClusterFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  cmd: Command<A, O, G>,
+) {
   return cmd
     .option("-n, --namespace <ns>", "the namespace of objects that name none, as kubectl's -n", "default")
     .option(
@@ -208,7 +219,9 @@ export function addClusterFlags<C extends Command<any, any, any>>(cmd: C) {
 }
 
 /** addClusterFlags, plus --simulate (and its older name --simulate-endpoints). */
-export function addSimulationFlags<C extends Command<any, any, any>>(cmd: C) {
+export function addSimulationFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  cmd: Command<A, O, G>,
+) {
   return addClusterFlags(cmd)
     .option(
       "--simulate",

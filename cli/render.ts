@@ -4,6 +4,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { canonicalize } from "../lib/iptables/canonical.ts";
 import { allocationSummary } from "../lib/model/allocate.ts";
+import type { IPFamily } from "../lib/model/ip.ts";
 import type { Problem } from "../lib/model/load.ts";
 import { type Ruleset, restorePieces, summarize, toJSON } from "../lib/proxy/ruleset.ts";
 import { type RenderResult, renderManifests } from "../lib/render.ts";
@@ -52,8 +53,7 @@ export function renderCommand(io: IO, setExit: (code: number) => void) {
     .option("--canonical", "print in the canonical order of upstream's golden tests (spec §16)")
     .option("--strict", "exit 1 when there are warnings")
     .addHelpText("after", EXAMPLES)
-    .action((...args) => {
-      const [paths, opts] = args as unknown as [string[], RenderFlags];
+    .action((paths, opts) => {
       setExit(runRender(paths, opts, io));
     });
   return cmd;
@@ -64,8 +64,8 @@ function printProblems(io: IO, label: string, list: Problem[]): void {
 }
 
 export interface RenderFlags extends NodeFlagValues, ClusterFlagValues {
-  ipFamily: string;
-  output: string;
+  ipFamily: IPFamily;
+  output: "restore" | "json";
   canonical?: boolean;
   strict?: boolean;
 }
@@ -138,7 +138,7 @@ function withSimulated(json: object, r: RenderResult): object {
 }
 
 export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
-  const family = opts.ipFamily === "IPv6" ? "IPv6" : "IPv4";
+  const family = opts.ipFamily;
   const result = renderPaths(paths, opts, io, family);
   if (opts.strict && result.warnings.length > 0) {
     io.stderr(

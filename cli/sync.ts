@@ -108,8 +108,7 @@ export function syncCommand(io: IO, setExit: (code: number) => void) {
     .addOption(new Option("--log-format <format>", "log lines").choices(["text", "json"]).default("text"))
     .addOption(new Option("--batch-chains <n>", "chains and rules per restore on nft (0: one transaction)").hideHelp())
     .addHelpText("after", EXAMPLES)
-    .action(async (...args) => {
-      const opts = args[0] as unknown as SyncFlags;
+    .action(async (opts) => {
       const { runSync } = await import("./sync_run.ts");
       setExit(await runSync(opts, io));
     });
