@@ -193,8 +193,6 @@ export function resolveNodeConfig(o: NodeFlagValues, io: IO): { proxy: ProxyConf
       cfg.featureGates[k as keyof ProxyConfig["featureGates"]] = v === "true";
     }
   }
-  if (cfg.detectLocalMode === "NodeCIDR" && !o.hostnameOverride && !cfg.hostname)
-    throw new UsageError("--detect-local-mode NodeCIDR needs the Node: give --hostname-override");
   return { proxy: cfg, daemon };
 }
 
