@@ -25,13 +25,15 @@ was. A second run finds nothing and says so.
 Exit status: 0 done (or nothing to do), 1 a removal failed (what was done is reported),
 2 cannot run (not root, iptables missing).`;
 
-export function cleanupCommand(io: IO, setExit: (code: number) => void) {
+export function cleanupCommand() {
   return new Command("cleanup")
     .description("Remove every KUBE-* chain and the rules that jump to them (IPv4, IPv6, nft and legacy)")
     .option("--dry-run", "print what would be removed, change nothing")
     .option("--owned-only", "remove only kube-proxy's own chains, like kube-proxy --cleanup")
-    .addHelpText("after", EXAMPLES)
-    .action(async (opts) => {
-      setExit(await (await import("./cleanup_run.ts")).runCleanup(opts as CleanupFlags, io));
-    });
+    .addHelpText("after", EXAMPLES);
+}
+
+/** Run `kip cleanup`: its implementation (cleanup_run.ts) loads now. */
+export async function run(opts: CleanupFlags, io: IO): Promise<number> {
+  return (await import("./cleanup_run.ts")).runCleanup(opts, io);
 }

@@ -4,10 +4,11 @@
  */
 import { NFT_BATCH, planCleanup, type TablePlan } from "../lib/iptables/cleanup.ts";
 import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
-import { type Backend, IptablesUnavailable, RestoreError, type Runner } from "../lib/iptables/runner.ts";
+import { IptablesUnavailable, RestoreError, type Runner } from "../lib/iptables/runner.ts";
 import { parseSave } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
-import type { IO } from "./io.ts";
+import { type IO, plural } from "./io.ts";
+import { requireRoot } from "./node.ts";
 
 export interface CleanupFlags {
   dryRun?: boolean;
@@ -20,8 +21,7 @@ export type RunnerFactory = () => Promise<Runner[]>;
 async function hostRunners(io: IO): Promise<Runner[]> {
   const out: Runner[] = [];
   for (const family of ["IPv4", "IPv6"] as IPFamily[]) {
-    const backends: Backend[] = await availableBackends(family);
-    for (const b of backends) {
+    for (const b of await availableBackends(family)) {
       try {
         out.push(await ExecRunner.create(family, b));
       } catch (e) {
@@ -33,22 +33,13 @@ async function hostRunners(io: IO): Promise<Runner[]> {
   return out;
 }
 
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-
 function describePlan(p: TablePlan): string {
   return `${p.table}: ${plural(p.chains.length, "chain")}, ${plural(p.jumps.length, "jump rule")}`;
 }
 
 export async function runCleanup(opts: CleanupFlags, io: IO, runners?: RunnerFactory): Promise<number> {
-  let list: Runner[];
-  try {
-    if (!runners && process.getuid?.() !== 0)
-      throw new IptablesUnavailable("cleanup reads and changes iptables: run kip cleanup as root");
-    list = runners ? await runners() : await hostRunners(io);
-  } catch (e) {
-    io.stderr(`kip: ${(e as Error).message}\n`);
-    return 2;
-  }
+  if (!runners) requireRoot("cleanup reads and changes iptables: run kip cleanup as root");
+  const list = runners ? await runners() : await hostRunners(io);
   let removedChains = 0;
   let removedRules = 0;
   let failed = 0;
@@ -100,9 +91,7 @@ export async function runCleanup(opts: CleanupFlags, io: IO, runners?: RunnerFac
   }
   if (opts.dryRun) return failed > 0 ? 1 : 0;
   if (failed > 0) {
-    io.stderr(
-      `kip: cleanup incomplete: ${failed} table${failed === 1 ? "" : "s"} failed; the lines above say what was removed\n`,
-    );
+    io.stderr(`kip: cleanup incomplete: ${plural(failed, "table")} failed; the lines above say what was removed\n`);
     return 1;
   }
   io.stdout(

@@ -3,6 +3,7 @@
  * (diff_run.ts) loads when the command runs, so `kip render` never pays for it.
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import type { DiffFlags } from "./diff_run.ts";
 import type { IO } from "./io.ts";
 import { addNodeFlags, addSimulationFlags } from "./node_flags.ts";
 
@@ -28,7 +29,7 @@ manifests, iptables unusable).`;
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-export function diffCommand(io: IO, setExit: (code: number) => void) {
+export function diffCommand() {
   return addSimulationFlags(
     addNodeFlags(
       new Command("diff")
@@ -55,8 +56,10 @@ export function diffCommand(io: IO, setExit: (code: number) => void) {
       new Option("-o, --output <format>", "output format").choices(["text", "json", "markdown"]).default("text"),
     )
     .option("--no-color", "no colour, even on a terminal")
-    .addHelpText("after", EXAMPLES)
-    .action(async (paths, opts) => {
-      setExit(await (await import("./diff_run.ts")).runDiff(paths, opts, io));
-    });
+    .addHelpText("after", EXAMPLES);
+}
+
+/** Run `kip diff`: its implementation (diff_run.ts) loads now. */
+export async function run(paths: string[], opts: DiffFlags, io: IO): Promise<number> {
+  return (await import("./diff_run.ts")).runDiff(paths, opts, io);
 }

@@ -6,6 +6,7 @@
 import type { DiffResult } from "../lib/iptables/compare.ts";
 import { summaryLine } from "../lib/iptables/compare.ts";
 import type { Review } from "../lib/review.ts";
+import { plural } from "./io.ts";
 
 const share = (n: number) => `${+(100 / n).toFixed(1)}%`;
 
@@ -35,7 +36,7 @@ export function reviewMarkdown(
     lines.push("");
     if (opened.length > 0)
       lines.push(
-        `**${opened.length} change${opened.length === 1 ? "" : "s"} widen${opened.length === 1 ? "s" : ""} what is reachable from outside the cluster.**`,
+        `**${plural(opened.length, "change")} widen${opened.length === 1 ? "s" : ""} what is reachable from outside the cluster.**`,
         "",
       );
     const mark = { opened: "**opened**", closed: "closed", changed: "changed" } as const;

@@ -3,6 +3,7 @@
  * (explain_run.ts) loads when the command runs, so `kip render` never pays for it.
  */
 import { Command, Option } from "@commander-js/extra-typings";
+import type { ExplainFlags } from "./explain_run.ts";
 import type { IO } from "./io.ts";
 import { addNodeFlags, addSimulationFlags } from "./node_flags.ts";
 
@@ -28,7 +29,7 @@ Examples:
 
 Exit status: 0 explained (whatever the verdict), 2 bad flags, bad manifests or unknown service.`;
 
-export function explainCommand(io: IO, setExit: (code: number) => void) {
+export function explainCommand() {
   return addSimulationFlags(
     addNodeFlags(
       new Command("explain")
@@ -54,8 +55,10 @@ export function explainCommand(io: IO, setExit: (code: number) => void) {
     .addOption(new Option("--ip-family <family>", "the family, when --service cannot tell").choices(["IPv4", "IPv6"]))
     .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
     .option("--no-color", "no colour, even on a terminal")
-    .addHelpText("after", EXAMPLES)
-    .action(async (paths, opts) => {
-      setExit(await (await import("./explain_run.ts")).runExplain(paths, opts, io));
-    });
+    .addHelpText("after", EXAMPLES);
+}
+
+/** Run `kip explain`: its implementation (explain_run.ts) loads now. */
+export async function run(paths: string[], opts: ExplainFlags, io: IO): Promise<number> {
+  return (await import("./explain_run.ts")).runExplain(paths, opts, io);
 }

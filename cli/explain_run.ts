@@ -14,13 +14,15 @@ import {
   type Proto,
   type Route,
 } from "../lib/explain/walk.ts";
-import { availableBackends, ExecRunner, execFile } from "../lib/iptables/exec_runner.ts";
+import { ExecRunner, execFile } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
-import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
+import { dumpOfTables, type SaveDump } from "../lib/iptables/save_parser.ts";
 import { type IPFamily, isLoopback, parseCIDR, parseIP } from "../lib/model/ip.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { DEFAULT_SIMULATED_POD_CIDRS } from "../lib/render.ts";
-import { type IO, readFlagFile, UsageError } from "./io.ts";
+import { NeedsRoot, UsageError } from "./errors.ts";
+import { type IO, plural, useColor } from "./io.ts";
+import { kubeChainsElsewhere, liveDump, readDumpFile, requireRoot } from "./node.ts";
 import { type ClusterFlagValues, type NodeFlagValues, resolveClusterFlags, resolveProxyConfig } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
@@ -184,16 +186,11 @@ function podFactsOfDump(dump: SaveDump): { cidr?: string; iface?: string } {
 
 /** A saved dump and its family: the one asked for (checked against the generator line), else the dump's own. */
 function readLiveFile(file: string, io: IO, family: IPFamily | undefined): { dump: SaveDump; family: IPFamily } {
-  const dump = parseSave(readFlagFile(io, "--live", file));
-  if (dump.errors.length > 0) {
-    const e = dump.errors[0];
-    throw new UsageError(`${file}:${e.line}: ${e.message} (is it iptables-save output?)`);
-  }
-  const v6dump = dump.generator?.startsWith("ip6tables");
-  if (family && v6dump !== undefined && v6dump !== (family === "IPv6"))
+  const { dump, family: fromDump } = readDumpFile(io, file);
+  if (family && fromDump && fromDump !== family)
     throw new UsageError(`${file} was written by ${dump.generator}: it has no ${family} rules`);
   if (!dump.tables.has("nat") && !dump.tables.has("filter")) throw new UsageError(`${file} has no nat or filter table`);
-  return { dump, family: family ?? (v6dump === undefined ? "IPv4" : v6dump ? "IPv6" : "IPv4") };
+  return { dump, family: family ?? fromDump ?? "IPv4" };
 }
 
 /** Whether kube-proxy (or kip sync) has written anything into these tables. */
@@ -244,24 +241,14 @@ async function rulesFromLive(opts: ExplainFlags, io: IO, wanted: IPFamily | unde
     source = `${opts.live}${dump.generator ? ` (${dump.generator})` : ""}`;
     host = hostFromOptions(o);
   } else {
-    if (process.getuid?.() !== 0)
-      throw new IptablesUnavailable(
-        "reading the live tables needs root (iptables-save): run as root, or give --live FILE",
-      );
+    requireRoot("reading the live tables needs root (iptables-save): run as root, or give --live FILE");
     const runner = await ExecRunner.create(family, opts.backend);
-    const text = await runner.save();
-    dump = parseSave(text);
-    // A node whose rules were written through the other backend looks empty through this one.
-    if (!/^:KUBE-SERVICES /m.test(text))
-      for (const other of await availableBackends(family)) {
-        if (other === runner.backend) continue;
-        const o2 = await ExecRunner.create(family, other).catch(() => undefined);
-        const t2 = await o2?.save("nat").catch(() => "");
-        if (t2 && /^:KUBE-SERVICES /m.test(t2))
-          io.stderr(
-            `kip: warning: kube-proxy's chains are in the ${other} backend, not ${runner.backend}: try --backend ${other}\n`,
-          );
-      }
+    dump = await liveDump(runner);
+    const other = hasKubeProxyRules(dump) ? undefined : await kubeChainsElsewhere(runner);
+    if (other)
+      io.stderr(
+        `kip: warning: kube-proxy's chains are in the ${other} backend, not ${runner.backend}: try --backend ${other}\n`,
+      );
     source = `this host's tables, ${runner.describe()}`;
     host = flagsGiveHost ? hostFromOptions(o) : { localAddresses: await hostAddresses() };
     routeLookup = routeGet;
@@ -280,7 +267,7 @@ async function rulesFromLive(opts: ExplainFlags, io: IO, wanted: IPFamily | unde
   const others = [...dump.tables.values()].filter((t) => t.name !== "nat" && t.name !== "filter" && t.rules.length > 0);
   if (others.length > 0)
     notes.push(
-      `Not walked (kip follows nat and filter only): ${others.map((t) => `${t.name} (${t.rules.length} rule${t.rules.length === 1 ? "" : "s"})`).join(", ")}.`,
+      `Not walked (kip follows nat and filter only): ${others.map((t) => `${t.name} (${plural(t.rules.length, "rule")})`).join(", ")}.`,
     );
   const pods = podFactsOfDump(withJumps);
   const d = o.localDetector;
@@ -371,7 +358,7 @@ async function liveRulesForService(opts: ExplainFlags, io: IO, service: string):
       loaded.push(await rulesFromLive(opts, io, family));
     } catch (e) {
       // Not root is not a family's problem: say it once, as for one family.
-      if (e instanceof IptablesUnavailable && /needs root/.test(e.message)) throw e;
+      if (e instanceof NeedsRoot) throw e;
       firstError ??= e;
     }
   }
@@ -464,23 +451,8 @@ export async function explainPacket(
 }
 
 export async function runExplain(paths: string[], opts: ExplainFlags, io: IO): Promise<number> {
-  try {
-    const { explanation, rules } = await explainPacket(paths, opts, io);
-    if (opts.output === "json") io.stdout(`${JSON.stringify({ rules: rules.source, ...explanation }, null, 2)}\n`);
-    else
-      io.stdout(
-        formatExplanation(explanation, {
-          color: opts.color !== false && io.stdoutIsTTY && !io.env.NO_COLOR,
-          source: rules.source,
-        }),
-      );
-    return 0;
-  } catch (e) {
-    if (e instanceof UsageError || e instanceof IptablesUnavailable) {
-      io.stderr(`kip: ${e.message}\n`);
-      return 2;
-    }
-    // A packet or rule the walk cannot take (not the user's doing): exit 1 with context.
-    throw e;
-  }
+  const { explanation, rules } = await explainPacket(paths, opts, io);
+  if (opts.output === "json") io.stdout(`${JSON.stringify({ rules: rules.source, ...explanation }, null, 2)}\n`);
+  else io.stdout(formatExplanation(explanation, { color: useColor(opts.color, io), source: rules.source }));
+  return 0;
 }

@@ -3,6 +3,7 @@
  */
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { UsageError } from "./errors.ts";
 
 export interface IO {
   stdout(text: string): void;
@@ -44,8 +45,15 @@ export function processIO(): IO {
   };
 }
 
-/** A bad flag or bad input: a short message and exit 2, never a stack trace. */
-export class UsageError extends Error {}
+/** Colour on a terminal, unless --no-color (`flag` false) or NO_COLOR says otherwise. */
+export function useColor(flag: boolean | undefined, io: IO): boolean {
+  return flag !== false && io.stdoutIsTTY && !io.env.NO_COLOR;
+}
+
+/** `1 chain`, `2 chains`. */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
 
 /** The text of a file a flag names; an unreadable one is a usage error naming the flag. */
 export function readFlagFile(io: IO, flag: string, path: string): string {

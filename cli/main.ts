@@ -5,14 +5,17 @@
  */
 import { existsSync } from "node:fs";
 import { Command, CommanderError } from "@commander-js/extra-typings";
+import { IptablesUnavailable } from "../lib/iptables/runner.ts";
+import { redactURLs } from "../lib/sync/log.ts";
 import { VERSION } from "../lib/version.ts";
-import { cleanupCommand } from "./cleanup.ts";
-import { diffCommand } from "./diff.ts";
-import { explainCommand } from "./explain.ts";
-import { type IO, processIO, UsageError } from "./io.ts";
+import * as cleanup from "./cleanup.ts";
+import * as diff from "./diff.ts";
+import { NeedsRoot, UsageError } from "./errors.ts";
+import * as explain from "./explain.ts";
+import { type IO, processIO } from "./io.ts";
 import { normalizeBooleanFlags } from "./node_flags.ts";
-import { renderCommand } from "./render.ts";
-import { syncCommand } from "./sync.ts";
+import { renderCommand, runRender } from "./render.ts";
+import * as sync from "./sync.ts";
 
 /** A value from the command line, quoted for a message: JSON escapes keep control characters out. */
 const quoteArg = (s: string) => JSON.stringify(s);
@@ -29,12 +32,49 @@ function lookalikeFlag(
   return cmd.options.map((o) => o.long).find((f) => f !== undefined && f.toLowerCase() === arg.toLowerCase());
 }
 
+/**
+ * How each command used to report a thrown error, kept byte for byte: `trouble` is the exit
+ * status of an unexpected error, `lines` prefixes each line of a usage error's message (else
+ * only the first), `stack` prints the stack under --verbose, `redact` hides URL credentials.
+ */
+const REPORTS: Record<string, { trouble: number; lines: boolean; stack: boolean; redact: boolean }> = {
+  default: { trouble: 1, lines: true, stack: true, redact: false },
+  // diff(1): any trouble is 2, so a script never mistakes a failure for drift.
+  diff: { trouble: 2, lines: false, stack: false, redact: false },
+  explain: { trouble: 1, lines: false, stack: true, redact: false },
+  sync: { trouble: 1, lines: false, stack: false, redact: true },
+};
+
+/**
+ * The one place a thrown error becomes a message and an exit status: a bad flag or input
+ * (UsageError, ManifestErrors), not root (NeedsRoot) or an iptables kip cannot use
+ * (IptablesUnavailable) is 2 with a short message; anything else is 1 (`kip diff`: 2) with
+ * its message, and its stack under --verbose. `command` is the subcommand that ran, if any.
+ */
+export function reportError(e: unknown, io: IO, at: { command?: string; verbose: boolean }): number {
+  // --help and --version end with exit code 0; parse errors were already printed.
+  if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+  const how = REPORTS[at.command ?? ""] ?? REPORTS.default;
+  const message = how.redact ? redactURLs((e as Error)?.message ?? String(e)) : ((e as Error)?.message ?? String(e));
+  if (e instanceof UsageError && how.lines) {
+    // Several problems at once (unreadable paths): every line is kip's.
+    for (const line of message.split("\n")) io.stderr(`kip: ${line}\n`);
+    return 2;
+  }
+  io.stderr(`kip: ${message}\n`);
+  if (e instanceof UsageError || e instanceof NeedsRoot || e instanceof IptablesUnavailable) return 2;
+  if (how.stack && at.verbose && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+  return how.trouble;
+}
+
 /** Run kip with `argv` (without the program name); resolves to the exit code. */
 export async function main(argv: string[], io: IO = processIO()): Promise<number> {
+  // What a command's run returned; a thrown error is reportError's.
   let code = 0;
-  const setExit = (c: number) => {
+  const ran = (c: number) => {
     code = c;
   };
+  let command: string | undefined;
   const program = new Command("kip")
     .description("kube-proxy's iptables mode as one tool: render, diff, sync, cleanup, explain")
     .version(VERSION, "-V, --version")
@@ -52,11 +92,11 @@ Run "kip help <command>" for a command's flags and examples.`,
     );
   const output = { writeOut: (s: string) => io.stdout(s), writeErr: (s: string) => io.stderr(s) };
   for (const cmd of [
-    renderCommand(io, setExit),
-    diffCommand(io, setExit),
-    cleanupCommand(io, setExit),
-    syncCommand(io, setExit),
-    explainCommand(io, setExit),
+    renderCommand().action((paths, opts) => ran(runRender(paths, opts, io))),
+    diff.diffCommand().action(async (paths, opts) => ran(await diff.run(paths, opts, io))),
+    cleanup.cleanupCommand().action(async (opts) => ran(await cleanup.run(opts, io))),
+    sync.syncCommand().action(async (opts) => ran(await sync.run(opts, io))),
+    explain.explainCommand().action(async (paths, opts) => ran(await explain.run(paths, opts, io))),
   ])
     program.addCommand(cmd.exitOverride().configureOutput(output));
   program
@@ -76,6 +116,7 @@ Run "kip help <command>" for a command's flags and examples.`,
   // An operand that looks like a flag and names no file is a mistyped flag (`-0 json` for
   // `-o json`), not a path to report as unreadable.
   program.hook("preAction", (_program, action) => {
+    command = action.name();
     for (const arg of action.args) {
       if (!/^-./.test(arg) || existsSync(arg)) continue;
       const near = lookalikeFlag(arg, action);
@@ -85,18 +126,7 @@ Run "kip help <command>" for a command's flags and examples.`,
   try {
     await program.parseAsync(normalizeBooleanFlags(argv), { from: "user" });
   } catch (e) {
-    if (e instanceof CommanderError) {
-      // --help and --version end with exit code 0; parse errors were already printed.
-      return e.exitCode === 0 ? 0 : 2;
-    }
-    if (e instanceof UsageError) {
-      // Several problems at once (unreadable paths): every line is kip's.
-      for (const line of e.message.split("\n")) io.stderr(`kip: ${line}\n`);
-      return 2;
-    }
-    io.stderr(`kip: ${(e as Error).message ?? String(e)}\n`);
-    if (argv.includes("--verbose") && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
-    return 1;
+    return reportError(e, io, { command, verbose: argv.includes("--verbose") });
   }
   if (argv.length === 0) {
     program.outputHelp();

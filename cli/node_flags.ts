@@ -13,7 +13,8 @@ import {
 import { isDNS1123Label } from "../lib/model/validate.ts";
 import { check, type DaemonConfig, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
 import { defaultConfig, type ProxyConfig } from "../lib/proxy/options.ts";
-import { type IO, readFlagFile, UsageError } from "./io.ts";
+import { UsageError } from "./errors.ts";
+import { type IO, readFlagFile } from "./io.ts";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const commaList = (v: string, prev: string[] = []) => [

@@ -10,7 +10,8 @@ import { type Ruleset, restorePieces, summarize, toJSON } from "../lib/proxy/rul
 import { type RenderResult, renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";
 import { bare } from "../lib/util/quote.ts";
-import { type IO, UsageError } from "./io.ts";
+import { ManifestErrors, UsageError } from "./errors.ts";
+import { type IO, plural } from "./io.ts";
 import {
   addNodeFlags,
   addSimulationFlags,
@@ -40,8 +41,8 @@ Examples:
 Boolean flags also take --no-FLAG and kube-proxy's --FLAG=false.
 Exit status: 0 rendered, 1 warnings under --strict, 2 bad flags or bad manifests (nothing on stdout).`;
 
-export function renderCommand(io: IO, setExit: (code: number) => void) {
-  const cmd = addSimulationFlags(
+export function renderCommand() {
+  return addSimulationFlags(
     addNodeFlags(
       new Command("render")
         .description("Print the iptables-restore input kube-proxy (iptables mode) would write for these manifests")
@@ -52,11 +53,7 @@ export function renderCommand(io: IO, setExit: (code: number) => void) {
     .addOption(new Option("-o, --output <format>", "output format").choices(["restore", "json"]).default("restore"))
     .option("--canonical", "print in the canonical order of upstream's golden tests (spec §16)")
     .option("--strict", "exit 1 when there are warnings")
-    .addHelpText("after", EXAMPLES)
-    .action((paths, opts) => {
-      setExit(runRender(paths, opts, io));
-    });
-  return cmd;
+    .addHelpText("after", EXAMPLES);
 }
 
 function printProblems(io: IO, label: string, list: Problem[]): void {
@@ -102,13 +99,12 @@ export function renderPaths(
     io.stderr("kip: hint: --simulate allocates cluster IPs and node ports as the API server would\n");
   if (result.errors.length > 0 || !result.ruleset) {
     printProblems(io, "error", result.errors);
-    const n = result.errors.length;
-    throw new UsageError(`${n} error${n === 1 ? "" : "s"} in the manifests; nothing rendered`);
+    throw new ManifestErrors(`${plural(result.errors.length, "error")} in the manifests; nothing rendered`);
   }
   if (result.loaded.skipped.size > 0) {
     const kinds = [...result.loaded.skipped].map(([k, n]) => `${k} (${n})`).join(", ");
     const total = [...result.loaded.skipped.values()].reduce((a, b) => a + b, 0);
-    io.stderr(`kip: skipped ${total} object${total === 1 ? "" : "s"} of kinds kip does not read: ${kinds}\n`);
+    io.stderr(`kip: skipped ${plural(total, "object")} of kinds kip does not read: ${kinds}\n`);
   }
   if (result.allocated.length > 0) io.stderr(`kip: simulated: ${allocationSummary(result.allocated)}\n`);
   // Not a spread copy: that would read `restore`, which is made only when asked for.
@@ -141,9 +137,7 @@ export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
   const family = opts.ipFamily;
   const result = renderPaths(paths, opts, io, family);
   if (opts.strict && result.warnings.length > 0) {
-    io.stderr(
-      `kip: ${result.warnings.length} warning${result.warnings.length === 1 ? "" : "s"} under --strict; nothing rendered\n`,
-    );
+    io.stderr(`kip: ${plural(result.warnings.length, "warning")} under --strict; nothing rendered\n`);
     return 1;
   }
   const rs = result.ruleset;

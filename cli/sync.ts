@@ -52,7 +52,7 @@ export interface SyncFlags extends NodeFlagValues, ClusterFlagValues {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-export function syncCommand(io: IO, setExit: (code: number) => void) {
+export function syncCommand() {
   return addClusterFlags(
     addNodeFlags(
       new Command("sync").description("Keep this node's iptables rules true to the apiserver or a manifests directory"),
@@ -107,9 +107,10 @@ export function syncCommand(io: IO, setExit: (code: number) => void) {
     )
     .addOption(new Option("--log-format <format>", "log lines").choices(["text", "json"]).default("text"))
     .addOption(new Option("--batch-chains <n>", "chains and rules per restore on nft (0: one transaction)").hideHelp())
-    .addHelpText("after", EXAMPLES)
-    .action(async (opts) => {
-      const { runSync } = await import("./sync_run.ts");
-      setExit(await runSync(opts, io));
-    });
+    .addHelpText("after", EXAMPLES);
+}
+
+/** Run `kip sync`: the daemon and its dependencies (sync_run.ts) load now. */
+export async function run(opts: SyncFlags, io: IO): Promise<number> {
+  return (await import("./sync_run.ts")).runSync(opts, io);
 }

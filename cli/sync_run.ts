@@ -4,8 +4,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import { atLeast, ExecRunner } from "../lib/iptables/exec_runner.ts";
-import { IptablesUnavailable } from "../lib/iptables/runner.ts";
+import { atLeast } from "../lib/iptables/exec_runner.ts";
 import { cidrContains, type IPFamily, parseCIDR, parseIP } from "../lib/model/ip.ts";
 import { parseDuration } from "../lib/proxy/config.ts";
 import { type ProxyConfig, resolveBuildOptions } from "../lib/proxy/options.ts";
@@ -18,12 +17,14 @@ import { cleanStaleUDP, udpTargets } from "../lib/sync/conntrack.ts";
 import { Daemon } from "../lib/sync/daemon.ts";
 import { close, HealthCheckServers, HealthState, healthzServer, listen, metricsServer } from "../lib/sync/http.ts";
 import { streamChainNames } from "../lib/sync/live_chains.ts";
-import { createLogger, redactURLs } from "../lib/sync/log.ts";
+import { createLogger } from "../lib/sync/log.ts";
 import { createMetrics } from "../lib/sync/metrics.ts";
 import { startSystemdNotify } from "../lib/sync/notify.ts";
 import { Proxier } from "../lib/sync/proxier.ts";
 import { realClock } from "../lib/sync/runner.ts";
-import { type IO, UsageError } from "./io.ts";
+import { UsageError } from "./errors.ts";
+import type { IO } from "./io.ts";
+import { familyRunners, requireRoot } from "./node.ts";
 import { resolveClusterFlags, resolveNodeConfig } from "./node_flags.ts";
 import type { SyncFlags } from "./sync.ts";
 
@@ -81,8 +82,7 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
   let daemon: Daemon | undefined;
   const servers: import("node:http").Server[] = [];
   try {
-    if (!opts.dryRun && process.getuid?.() !== 0)
-      throw new UsageError("kip sync changes iptables: run it as root (or use --dry-run)");
+    if (!opts.dryRun) requireRoot("kip sync changes iptables: run it as root (or use --dry-run)");
     const rescan = duration("rescan-period", opts.rescanPeriod);
     const onceTimeout = duration("once-timeout", opts.onceTimeout ?? "30s");
     const maxFileBytes = size("manifests-max-file-bytes", opts.manifestsMaxFileBytes ?? "64Mi");
@@ -109,16 +109,12 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
     const wanted = (opts.ipFamilies ?? "IPv4,IPv6").split(",").map((s) => s.trim()) as IPFamily[];
     for (const f of wanted)
       if (f !== "IPv4" && f !== "IPv6") throw new UsageError(`--ip-families: ${JSON.stringify(f)} is not IPv4 or IPv6`);
-    const runners: ExecRunner[] = [];
-    for (const family of wanted) {
-      try {
-        runners.push(await ExecRunner.create(family, opts.backend));
-      } catch (e) {
-        if (opts.ipFamilies) throw e;
-        log.log("warn", `skipping ${family}: ${(e as Error).message}`);
-      }
-    }
-    if (runners.length === 0) throw new IptablesUnavailable("no usable iptables binary (install the iptables package)");
+    const runners = await familyRunners(
+      wanted,
+      opts.backend,
+      "no usable iptables binary (install the iptables package)",
+      opts.ipFamilies ? undefined : (family, e) => log.log("warn", `skipping ${family}: ${e.message}`),
+    );
     // Host facts kube-proxy probes: --random-fully needs iptables >= 1.6.2.
     if (opts.randomFully === undefined) config.randomFully = runners.every((r) => atLeast(r.version, [1, 6, 2]));
     const batchChains = opts.batchChains === undefined ? DEFAULT_BATCH.chains : Number(opts.batchChains);
@@ -306,10 +302,10 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
     for (const s of servers) await close(s);
     return 0;
   } catch (e) {
+    // Whatever stopped the start-up, nothing keeps running; cli/main.ts reports it.
     await daemon?.stop().catch(() => {});
     for (const s of servers) await close(s).catch(() => {});
-    io.stderr(`kip: ${redactURLs((e as Error).message)}\n`);
-    return e instanceof UsageError || e instanceof IptablesUnavailable ? 2 : 1;
+    throw e;
   }
 }
 
