@@ -33,38 +33,25 @@ function lookalikeFlag(
 }
 
 /**
- * How each command used to report a thrown error, kept byte for byte: `trouble` is the exit
- * status of an unexpected error, `lines` prefixes each line of a usage error's message (else
- * only the first), `stack` prints the stack under --verbose, `redact` hides URL credentials.
- */
-const REPORTS: Record<string, { trouble: number; lines: boolean; stack: boolean; redact: boolean }> = {
-  default: { trouble: 1, lines: true, stack: true, redact: false },
-  // diff(1): any trouble is 2, so a script never mistakes a failure for drift.
-  diff: { trouble: 2, lines: false, stack: false, redact: false },
-  explain: { trouble: 1, lines: false, stack: true, redact: false },
-  sync: { trouble: 1, lines: false, stack: false, redact: true },
-};
-
-/**
  * The one place a thrown error becomes a message and an exit status: a bad flag or input
  * (UsageError, ManifestErrors), not root (NeedsRoot) or an iptables kip cannot use
- * (IptablesUnavailable) is 2 with a short message; anything else is 1 (`kip diff`: 2) with
- * its message, and its stack under --verbose. `command` is the subcommand that ran, if any.
+ * (IptablesUnavailable) is 2 with a short message; anything else is 1 with its message, and
+ * its stack under --verbose. `kip diff` says 2 for any trouble, as diff(1) does, so a script
+ * never mistakes a failure for drift. `command` is the subcommand that ran, if any.
  */
 export function reportError(e: unknown, io: IO, at: { command?: string; verbose: boolean }): number {
   // --help and --version end with exit code 0; parse errors were already printed.
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-  const how = REPORTS[at.command ?? ""] ?? REPORTS.default;
-  const message = how.redact ? redactURLs((e as Error)?.message ?? String(e)) : ((e as Error)?.message ?? String(e));
-  if (e instanceof UsageError && how.lines) {
-    // Several problems at once (unreadable paths): every line is kip's.
+  // Credentials in a URL (an apiserver's, a kubeconfig's) never reach a terminal or a log.
+  const message = redactURLs(e instanceof Error ? e.message : String(e));
+  if (e instanceof UsageError || e instanceof NeedsRoot || e instanceof IptablesUnavailable) {
+    // Several problems at once (unreadable paths, --config errors): every line is kip's.
     for (const line of message.split("\n")) io.stderr(`kip: ${line}\n`);
     return 2;
   }
   io.stderr(`kip: ${message}\n`);
-  if (e instanceof UsageError || e instanceof NeedsRoot || e instanceof IptablesUnavailable) return 2;
-  if (how.stack && at.verbose && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
-  return how.trouble;
+  if (at.verbose && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+  return at.command === "diff" ? 2 : 1;
 }
 
 /** Run kip with `argv` (without the program name); resolves to the exit code. */

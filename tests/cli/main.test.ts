@@ -3,6 +3,9 @@
  * message, directly (reportError) and through the commands that throw it.
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { CommanderError } from "@commander-js/extra-typings";
 import { ManifestErrors, NeedsRoot, UsageError } from "../../cli/errors.ts";
 import type { IO } from "../../cli/io.ts";
@@ -69,8 +72,18 @@ describe("reportError: each error type's exit status", () => {
     expect(verbose.stderr).toStartWith("kip: boom\nError: boom\n    at ");
   });
 
+  test("credentials in a URL never reach stderr", () => {
+    expect(report(new Error("GET https://admin:s3cret@10.0.0.1:6443/api: connection refused"))).toEqual({
+      code: 1,
+      stderr: "kip: GET https://***@10.0.0.1:6443/api: connection refused\n",
+    });
+  });
+
   test("kip diff: any trouble is 2, as diff(1) says", () => {
     expect(report(new Error("boom"), { command: "diff" })).toEqual({ code: 2, stderr: "kip: boom\n" });
+    expect(report(new Error("boom"), { command: "diff", verbose: true }).stderr).toStartWith(
+      "kip: boom\nError: boom\n",
+    );
     expect(report(new UsageError("bad"), { command: "diff" })).toEqual({ code: 2, stderr: "kip: bad\n" });
   });
 
@@ -123,6 +136,30 @@ describe("through the commands", () => {
     expect(r.stdout).toBe("");
     expect(r.stderr).toStartWith("error: tests/fixtures/bad-manifests/input.yaml:9: ");
     expect(r.stderr).toEndWith("kip: 13 errors in the manifests; nothing rendered\n");
+  });
+
+  test("a usage error of several lines, in any command: every line is kip's", async () => {
+    const config = join(mkdtempSync(join(tmpdir(), "kip-main-")), "config.yaml");
+    writeFileSync(
+      config,
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: x\n",
+    );
+    const want = [
+      `kip: ${config}:3: mode: "ipvs": kip implements the iptables mode only\n`,
+      `kip: ${config}:4: clusterCIDR: cluster CIDR "x" is not a valid CIDR\n`,
+    ].join("");
+    for (const argv of [
+      ["render", "examples/seed"],
+      ["diff", "examples/seed", "--live", "tests/fixtures-live/seed-iptables-nft.rules"],
+      ["explain", "examples/seed", "--dst", "10.97.54.248:80"],
+      ["sync", "--dry-run", "--manifests", "examples/seed"],
+    ])
+      expect({ argv, ...(await runKip([...argv, "--config", config])) }).toEqual({
+        argv,
+        code: 2,
+        stdout: "",
+        stderr: want,
+      });
   });
 
   test("UsageError before any command runs (a boolean flag's value): 2", async () => {
