@@ -4,7 +4,7 @@
  * anywhere, that jumps to one of them. Nothing else is named in the input, so with `--noflush`
  * every other chain and rule stays as it was.
  */
-import { isServiceChain } from "../proxy/names.ts";
+import { isServiceChain } from "../proxy/chains.ts";
 import { quoteArg, ruleTarget, type SaveDump, type SavedRule } from "./save_parser.ts";
 
 export const CLEANUP_TABLES = ["nat", "filter", "mangle", "raw"] as const;

@@ -5,8 +5,8 @@
  */
 import { structuredPatch } from "diff";
 import type { IPFamily } from "../model/ip.ts";
-import { isServiceChain } from "../proxy/names.ts";
-import { JUMP_RULES, jumpRuleArgs } from "./jumps.ts";
+import { isServiceChain } from "../proxy/chains.ts";
+import { JUMP_RULES, jumpRuleArgs } from "../proxy/jumps.ts";
 import { normalizeLine, normalizeRule } from "./normalize.ts";
 import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedRule } from "./save_parser.ts";
 

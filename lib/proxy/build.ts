@@ -6,9 +6,10 @@
 import { cidrContains, isLoopback, parseCIDR, parseIP } from "../model/ip.ts";
 import { type ClusterState, type EndpointSlice, SERVICE_NAME_LABEL } from "../model/types.ts";
 import { categorize } from "./categorize.ts";
+import { isServiceChain } from "./chains.ts";
 import { type EndpointInfo, endpointsByServicePort } from "./endpoints.ts";
 import { markString, probability } from "./format.ts";
-import { endpointChain, isServiceChain } from "./names.ts";
+import { endpointChain } from "./names.ts";
 import type { BuildOptions, LocalDetector } from "./options.ts";
 import type { Ruleset, ServicePortSummary } from "./ruleset.ts";
 import { type ServicePortInfo, servicePortKey, servicePorts } from "./serviceport.ts";
