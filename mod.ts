@@ -28,12 +28,11 @@
 
 /** Follow one packet through the rules: destinations, probabilities, masquerade, verdict. */
 export { type Explanation, explain, type Packet } from "./lib/explain/walk.ts";
-/** What kip cleanup would remove from a dump, as restore inputs. */
-export { planCleanup } from "./lib/iptables/cleanup.ts";
-/** Desired vs live rules over what kube-proxy owns (kip diff). */
-export { compareDumps, type DiffResult } from "./lib/iptables/compare.ts";
 /** iptables-save text → tables, chains, rules; and the engine's output as the same shape. */
 export { dumpOfTables, parseSave, type SaveDump } from "./lib/iptables/save_parser.ts";
+/** What kip cleanup would remove from a dump, as restore inputs. */
+/** Desired vs live rules over what kube-proxy owns (kip diff). */
+export { compareDumps, type DiffResult, planCleanup } from "./lib/kube_iptables.ts";
 /** What `--simulate` allocates as the API server would (cluster IPs, node ports), and the cluster's ranges. */
 export {
   type Allocated,
