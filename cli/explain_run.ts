@@ -18,7 +18,7 @@ import { availableBackends, ExecRunner, execFile } from "../lib/iptables/exec_ru
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, parseSave, type SaveDump } from "../lib/iptables/save_parser.ts";
 import { type IPFamily, isLoopback, parseCIDR, parseIP } from "../lib/model/ip.ts";
-import { parseDestinationComment, parseNoEndpointsComment } from "../lib/proxy/chains.ts";
+import { KUBE_SERVICES, parseDestinationComment, parseNoEndpointsComment } from "../lib/proxy/chains.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { DEFAULT_SIMULATED_POD_CIDRS } from "../lib/render.ts";
 import { type IO, readFlagFile, UsageError } from "./io.ts";
@@ -147,7 +147,7 @@ export function servicesOfDump(dump: SaveDump): ServiceEntry[] {
   const seen = new Set<string>();
   const scan = (table: string, parse: (comment: string) => { servicePortName: string } | undefined) => {
     for (const r of dump.tables.get(table)?.rules ?? []) {
-      if (r.chain !== "KUBE-SERVICES") continue;
+      if (r.chain !== KUBE_SERVICES) continue;
       const a = r.args;
       const val = (flag: string) => {
         const i = a.indexOf(flag);
