@@ -28,16 +28,11 @@
 
 /** Follow one packet through the rules: destinations, probabilities, masquerade, verdict. */
 export { type Explanation, explain, type Packet } from "./lib/explain/walk.ts";
-/** Canonical ordering of restore text, as upstream's golden tests compare (spec §16). */
-export { canonicalize } from "./lib/iptables/canonical.ts";
-/** What kip cleanup would remove from a dump, as restore inputs. */
-export { planCleanup } from "./lib/iptables/cleanup.ts";
-/** Desired vs live rules over what kube-proxy owns (kip diff). */
-export { compareDumps, type DiffResult } from "./lib/iptables/compare.ts";
-/** kube-proxy's jump rules from the built-in chains (spec §3.1). */
-export { JUMP_RULES } from "./lib/iptables/jumps.ts";
 /** iptables-save text → tables, chains, rules; and the engine's output as the same shape. */
 export { dumpOfTables, parseSave, type SaveDump } from "./lib/iptables/save_parser.ts";
+/** What kip cleanup would remove from a dump, as restore inputs. */
+/** Desired vs live rules over what kube-proxy owns (kip diff). */
+export { compareDumps, type DiffResult, planCleanup } from "./lib/kube_iptables.ts";
 /** What `--simulate` allocates as the API server would (cluster IPs, node ports), and the cluster's ranges. */
 export {
   type Allocated,
@@ -58,8 +53,12 @@ export { simulateEndpoints } from "./lib/model/simulate.ts";
 export type { ClusterState, EndpointSlice, Node, Service } from "./lib/model/types.ts";
 /** The rule builder: ClusterState + per-family options → Ruleset. */
 export { buildRules, type SyncContext } from "./lib/proxy/build.ts";
+/** Canonical ordering of restore text, as upstream's golden tests compare (spec §16). */
+export { canonicalize } from "./lib/proxy/canonical.ts";
 /** KubeProxyConfiguration files. */
 export { parseKubeProxyConfiguration } from "./lib/proxy/config.ts";
+/** kube-proxy's jump rules from the built-in chains (spec §3.1). */
+export { JUMP_RULES } from "./lib/proxy/jumps.ts";
 /** Chain names: `KUBE-SVC-…`, `KUBE-SEP-…` (SHA-256 → base32 → 16 chars). */
 export { endpointChain, hash16, serviceChains, servicePortName } from "./lib/proxy/names.ts";
 /** Node settings and their resolution into one family's build options. */

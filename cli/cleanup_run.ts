@@ -2,10 +2,11 @@
  * `kip cleanup`: remove every KUBE-* chain and every rule that jumps to one, in nat, filter,
  * mangle and raw, for IPv4 and IPv6, in each backend present; touch nothing else.
  */
-import { NFT_BATCH, planCleanup, type TablePlan } from "../lib/iptables/cleanup.ts";
+import { NFT_BATCH, type TablePlan } from "../lib/iptables/cleanup.ts";
 import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { IptablesUnavailable, RestoreError, type Runner } from "../lib/iptables/runner.ts";
 import { parseSave } from "../lib/iptables/save_parser.ts";
+import { planCleanup } from "../lib/kube_iptables.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import { type IO, plural } from "./io.ts";
 import { requireRoot } from "./node.ts";

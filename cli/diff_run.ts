@@ -4,16 +4,11 @@
  * is compared, as kip sync writes them all. Exit status as diff(1), the worst over the
  * families: 0 same, 1 drift, 2 trouble.
  */
-import {
-  compareDumps,
-  type DesiredTables,
-  type DiffResult,
-  normalizeDesired,
-  summaryLine,
-} from "../lib/iptables/compare.ts";
+import { type DesiredTables, type DiffResult, normalizeDesired, summaryLine } from "../lib/iptables/compare.ts";
 import type { ExecRunner } from "../lib/iptables/exec_runner.ts";
 import type { Backend } from "../lib/iptables/runner.ts";
 import { dumpOfTables, type SaveDump } from "../lib/iptables/save_parser.ts";
+import { compareDumps } from "../lib/kube_iptables.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import type { Ruleset } from "../lib/proxy/ruleset.ts";
 import { renderFamily } from "../lib/render.ts";

@@ -18,6 +18,7 @@ import { ExecRunner, execFile } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, type SaveDump } from "../lib/iptables/save_parser.ts";
 import { type IPFamily, isLoopback, parseCIDR, parseIP } from "../lib/model/ip.ts";
+import { KUBE_SERVICES, parseDestinationComment, parseNoEndpointsComment } from "../lib/proxy/chains.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { DEFAULT_SIMULATED_POD_CIDRS } from "../lib/render.ts";
 import { NeedsRoot, UsageError } from "./errors.ts";
@@ -146,27 +147,30 @@ export function rulesFromManifests(
 export function servicesOfDump(dump: SaveDump): ServiceEntry[] {
   const out: ServiceEntry[] = [];
   const seen = new Set<string>();
-  const scan = (table: string, re: RegExp) => {
+  const scan = (table: string, parse: (comment: string) => { servicePortName: string } | undefined) => {
     for (const r of dump.tables.get(table)?.rules ?? []) {
-      if (r.chain !== "KUBE-SERVICES") continue;
+      if (r.chain !== KUBE_SERVICES) continue;
       const a = r.args;
       const val = (flag: string) => {
         const i = a.indexOf(flag);
         return i >= 0 ? a[i + 1] : undefined;
       };
-      const m = re.exec(val("--comment") ?? "");
+      const m = parse(val("--comment") ?? "");
       const ip = parseIP((val("-d") ?? "").replace(/\/(32|128)$/, ""));
       const port = Number(val("--dport"));
       const proto = (val("-p") ?? "tcp").toLowerCase();
       if (!m || !ip || !port || a.includes("!")) continue;
-      const key = `${m[1]} ${proto}`;
+      const key = `${m.servicePortName} ${proto}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      out.push({ name: m[1], ip: ip.text, port, proto: proto as Proto });
+      out.push({ name: m.servicePortName, ip: ip.text, port, proto: proto as Proto });
     }
   };
-  scan("nat", /^(\S+) cluster IP$/);
-  scan("filter", /^(\S+) has no (?:local )?endpoints$/);
+  scan("nat", (c) => {
+    const d = parseDestinationComment(c);
+    return d?.kind === "cluster IP" ? d : undefined;
+  });
+  scan("filter", parseNoEndpointsComment);
   return out;
 }
 

@@ -2,10 +2,10 @@
  * `kip render [PATH...]`: manifests → the iptables-restore input kube-proxy would write.
  */
 import { Command, Option } from "@commander-js/extra-typings";
-import { canonicalize } from "../lib/iptables/canonical.ts";
 import { allocationSummary } from "../lib/model/allocate.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import type { Problem } from "../lib/model/load.ts";
+import { canonicalize } from "../lib/proxy/canonical.ts";
 import { type Ruleset, restorePieces, summarize, toJSON } from "../lib/proxy/ruleset.ts";
 import { type RenderResult, renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";

@@ -19,11 +19,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { compareDumps } from "../lib/iptables/compare.ts";
-import { JUMP_RULES, jumpRuleLine } from "../lib/iptables/jumps.ts";
 import { dumpOfTables, parseSave } from "../lib/iptables/save_parser.ts";
+import { compareDumps } from "../lib/kube_iptables.ts";
 import { loadManifests } from "../lib/model/load.ts";
 import { buildRules } from "../lib/proxy/build.ts";
+import { JUMP_RULES, jumpRuleLine } from "../lib/proxy/jumps.ts";
 import { defaultConfig, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { type Ruleset, toRestore } from "../lib/proxy/ruleset.ts";
 

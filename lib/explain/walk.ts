@@ -12,9 +12,11 @@
  * filter OUTPUT and nat POSTROUTING; when its (translated) destination is local it comes back
  * in through `lo` to filter INPUT and nat INPUT.
  */
-import { JUMP_RULES, jumpRuleArgs, jumpRuleLine } from "../iptables/jumps.ts";
+
 import { BUILTIN_CHAINS, type SaveDump, type SavedRule, type SavedTable } from "../iptables/save_parser.ts";
 import { cidrContains, type IP, type IPFamily, isLoopback, parseCIDR, parseIP } from "../model/ip.ts";
+import { KUBE_NODEPORTS, parseDestinationComment, parseServicePortNameComment } from "../proxy/chains.ts";
+import { JUMP_RULES, jumpRuleArgs, jumpRuleLine } from "../proxy/jumps.ts";
 
 export type Proto = "tcp" | "udp" | "sctp";
 export type From = "pod" | "node" | "external";
@@ -838,8 +840,6 @@ interface Branch {
   trail?: Cell;
 }
 
-const SERVICE_COMMENT = /^(\S+\/\S+) (?:cluster IP|external IP|loadbalancer IP)$/;
-
 function commentOf(args: readonly string[]): string | undefined {
   for (let i = 0; i < args.length - 1; i++) if (args[i] === "--comment") return args[i + 1];
   return undefined;
@@ -962,9 +962,15 @@ class Walker {
       why.push(`records src ${s.src} in recent ${comp.recentSet.join(", ")}`);
     }
     const comment = commentOf(r.saved.args);
-    const svc = comment ? SERVICE_COMMENT.exec(comment)?.[1] : undefined;
+    const svc = comment ? parseDestinationComment(comment)?.servicePortName : undefined;
     if (svc && !s.service) s = { ...s, service: svc };
-    if (!s.service && ctx.table === "nat" && chain === "KUBE-NODEPORTS" && comment && /^\S+\/\S+$/.test(comment))
+    if (
+      !s.service &&
+      ctx.table === "nat" &&
+      chain === KUBE_NODEPORTS &&
+      comment &&
+      parseServicePortNameComment(comment)
+    )
       s = { ...s, service: comment };
     const ruleRef = { table: ctx.table, chain, rule: r.saved.text, line: r.saved.line };
     const ev = (action: string): Cell => ({

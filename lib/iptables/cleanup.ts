@@ -1,28 +1,13 @@
 /**
  * Cleanup planning (pure): from one iptables-save dump, the restore input per table that
- * removes every KUBE-* chain (or, with ownedOnly, just kube-proxy's, spec §14) and every rule,
- * anywhere, that jumps to one of them. Nothing else is named in the input, so with `--noflush`
- * every other chain and rule stays as it was.
+ * removes the chains the caller names (`removable`: kip's are in lib/kube_iptables.ts) and
+ * every rule, anywhere, that jumps to one of them. Nothing else is named in the input, so with
+ * `--noflush` every other chain and rule stays as it was.
  */
-import { isServiceChain } from "../proxy/names.ts";
 import { quoteArg, ruleTarget, type SaveDump, type SavedRule } from "./save_parser.ts";
 
+/** The tables a plan looks at. */
 export const CLEANUP_TABLES = ["nat", "filter", "mangle", "raw"] as const;
-
-/** What `kube-proxy --cleanup` removes besides service chains (spec §14). */
-const KUBE_PROXY_CHAINS: Record<string, readonly string[]> = {
-  nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-PROXY-CANARY"],
-  filter: [
-    "KUBE-SERVICES",
-    "KUBE-EXTERNAL-SERVICES",
-    "KUBE-FORWARD",
-    "KUBE-NODEPORTS",
-    "KUBE-PROXY-FIREWALL",
-    "KUBE-PROXY-CANARY",
-  ],
-  mangle: ["KUBE-PROXY-CANARY"],
-  raw: [],
-};
 
 export interface TablePlan {
   table: string;
@@ -35,8 +20,8 @@ export interface TablePlan {
 }
 
 export interface CleanupOptions {
-  /** Only what kube-proxy owns: leaves kubelet's KUBE-FIREWALL, KUBE-KUBELET-CANARY… */
-  ownedOnly: boolean;
+  /** Whether a chain of `table` goes (the caller's policy: all KUBE-* chains, or kube-proxy's). */
+  removable(table: string, chain: string): boolean;
   /**
    * Chains per restore. Unset: one transaction per table (right for legacy, which re-uploads
    * the whole table per restore). On nft a large `--noflush` transaction is super-linear
@@ -48,18 +33,12 @@ export interface CleanupOptions {
 /** The batch size kip uses on the nft backend. */
 export const NFT_BATCH = 5000;
 
-function removable(table: string, chain: string, o: CleanupOptions): boolean {
-  if (!o.ownedOnly) return chain.startsWith("KUBE-");
-  if (table === "nat" && isServiceChain(chain)) return true;
-  return KUBE_PROXY_CHAINS[table]?.includes(chain) ?? false;
-}
-
 export function planCleanup(dump: SaveDump, o: CleanupOptions): TablePlan[] {
   const plans: TablePlan[] = [];
   for (const table of CLEANUP_TABLES) {
     const t = dump.tables.get(table);
     if (!t) continue;
-    const chains = [...t.chains.keys()].filter((c) => removable(table, c, o)).sort();
+    const chains = [...t.chains.keys()].filter((c) => o.removable(table, c)).sort();
     if (chains.length === 0) continue;
     const doomed = new Set(chains);
     // A rule inside a doomed chain goes with its chain's flush; elsewhere it is deleted
@@ -74,7 +53,7 @@ export function planCleanup(dump: SaveDump, o: CleanupOptions): TablePlan[] {
     else {
       // First nothing outside jumps in any more; then every doomed chain is emptied; then
       // deleted. Each step is whole on its own, so a failure between steps leaves a working
-      // table (unreferenced KUBE chains at worst), never a dangling jump.
+      // table (unreferenced doomed chains at worst), never a dangling jump.
       inputs = [];
       if (deletes.length > 0) inputs.push(tx(deletes));
       for (let i = 0; i < chains.length; i += o.batchSize) inputs.push(tx(flushes.slice(i, i + o.batchSize)));

@@ -1,24 +1,45 @@
 /**
- * Desired rules vs live rules, over what kube-proxy owns only: its chains in filter and nat,
+ * Desired rules vs live rules, over what one program owns only: its chains in filter and nat,
  * and its jump rules in the built-in chains (spec §3.1). Both sides are normalised first
- * (normalize.ts), so iptables-save's rewriting is not drift.
+ * (normalize.ts), so iptables-save's rewriting is not drift. What that program owns is handed
+ * in (ChainOwner): this module knows no chain but the built-in ones. lib/kube_iptables.ts
+ * hands it kube-proxy's.
  */
 import { structuredPatch } from "diff";
 import type { IPFamily } from "../model/ip.ts";
-import { isServiceChain } from "../proxy/names.ts";
-import { JUMP_RULES, jumpRuleArgs } from "./jumps.ts";
 import { normalizeLine, normalizeRule } from "./normalize.ts";
 import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedRule } from "./save_parser.ts";
 
-/** Chains kube-proxy declares in every restore, per table (spec §4.1). */
-export const FIXED_CHAINS: Record<"filter" | "nat", readonly string[]> = {
-  filter: ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"],
-  nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"],
-};
+/** A jump rule the owner keeps in a built-in chain: the arguments after `-A <from>`. */
+export interface OwnedJump {
+  table: string;
+  from: string;
+  args: readonly string[];
+}
+
+/** What compare must be told of the program whose rules it compares. */
+export interface ChainOwner {
+  /** Its name, in patch labels: `filter/INPUT (${owner.name} jumps)`. */
+  name: string;
+  /** Chains declared in every restore: one on the node is compared even when desired lacks it. */
+  fixedChains: Readonly<Record<"filter" | "nat", readonly string[]>>;
+  /**
+   * Chains of its kind, its neighbours' included (kube-proxy: every KUBE-* chain): a desired
+   * chain outside it is not compared.
+   */
+  isKindred(chain: string): boolean;
+  /**
+   * Chains it creates per object and deletes when stale: one on the node that desired lacks is
+   * drift ("extra"). Each is also isKindred.
+   */
+  collects(chain: string): boolean;
+  /** Its jump rules from the built-in chains (compared with `jumps`). */
+  jumps: readonly OwnedJump[];
+}
 
 export interface ChainDiff {
   table: "filter" | "nat";
-  /** A KUBE chain, or a built-in chain (its kube-proxy jump rules only). */
+  /** An owned chain, or a built-in chain (the owner's jump rules only). */
   chain: string;
   status: "missing" | "extra" | "changed";
   /** Rules only on the desired side (would be added). */
@@ -45,7 +66,9 @@ export interface DiffResult {
 
 export interface CompareOptions {
   family: IPFamily;
-  /** Compare kube-proxy's jump rules in the built-in chains (off for two renders). */
+  /** Whose chains and jump rules are compared. */
+  owner: ChainOwner;
+  /** Compare the owner's jump rules in the built-in chains (off for two renders). */
   jumps: boolean;
   oldLabel?: string;
   newLabel?: string;
@@ -213,28 +236,29 @@ export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o
             : patchOf(`${table}/${chain}`, haveLines, want, o),
       });
     };
-    // What kube-proxy owns: its fixed chains, the chains desired declares, and stale service
-    // chains on the node (KUBE-FIREWALL, kubelet's too, only where desired has it).
-    for (const c of FIXED_CHAINS[table]) if (!d?.chains.has(c)) visit(c, undefined, have.chains.get(c));
+    // What the owner owns: its fixed chains, the chains desired declares, and stale collected
+    // chains on the node (kube-proxy: KUBE-FIREWALL, kubelet's too, only where desired has it).
+    const owner = o.owner;
+    for (const c of owner.fixedChains[table]) if (!d?.chains.has(c)) visit(c, undefined, have.chains.get(c));
     let matched = 0;
     for (const [c, want] of d?.chains ?? []) {
-      if (!c.startsWith("KUBE-")) continue;
+      if (!owner.isKindred(c)) continue;
       const live = have.chains.get(c);
       if (live) matched++;
       visit(c, want, live);
     }
-    // Every live KUBE-* chain matched a desired one (the usual case): no stale chain to look for.
-    let liveKube = 0;
-    for (const c of have.chains.keys()) if (c.startsWith("KUBE-")) liveKube++;
-    if (matched < liveKube)
-      for (const [c, live] of have.chains) if (!d?.chains.has(c) && isServiceChain(c)) visit(c, undefined, live);
+    // Every live kindred chain matched a desired one (the usual case): no stale chain to look for.
+    let liveKindred = 0;
+    for (const c of have.chains.keys()) if (owner.isKindred(c)) liveKindred++;
+    if (matched < liveKindred)
+      for (const [c, live] of have.chains) if (!d?.chains.has(c) && owner.collects(c)) visit(c, undefined, live);
     if (!o.jumps) continue;
-    // kube-proxy's jump rules: it only ensures they exist, so position is not drift.
+    // The owner's jump rules: it only ensures they exist, so position is not drift.
     for (const from of [...BUILTIN_CHAINS].sort()) {
-      const want = JUMP_RULES.filter((j) => j.table === table && j.from === from).map((j) =>
-        normalizeRule(from, jumpRuleArgs(j), o.family),
-      );
-      const targets = new Set(JUMP_RULES.filter((j) => j.table === table).map((j) => j.to));
+      const want = owner.jumps
+        .filter((j) => j.table === table && j.from === from)
+        .map((j) => normalizeRule(from, j.args, o.family));
+      const targets = new Set(owner.jumps.filter((j) => j.table === table).map((j) => ruleTarget(j.args)));
       const have = liveRules(from)
         .filter((r) => targets.has(ruleTarget(r.args) ?? ""))
         .map((r) => normalizeRule(from, r.args, o.family));
@@ -247,7 +271,7 @@ export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o
         status: "changed",
         added,
         removed,
-        patch: patchOf(`${table}/${from} (kube-proxy jumps)`, [...have].sort(), [...want].sort(), o),
+        patch: patchOf(`${table}/${from} (${owner.name} jumps)`, [...have].sort(), [...want].sort(), o),
       });
     }
   }

@@ -97,11 +97,6 @@ export function familyOf(s: string): IPFamily | undefined {
   return (s.includes("/") ? parseCIDR(s) : parseIP(s))?.family;
 }
 
-/** Canonical text of an address, or undefined when it does not parse. */
-export function canonicalIP(s: string): string | undefined {
-  return parseIP(s)?.text;
-}
-
 /** True for 127.0.0.0/8 and ::1. */
 export function isLoopback(ip: IP): boolean {
   if (ip.family === "IPv4") return ip.bytes[0] === 127;

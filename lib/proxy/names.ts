@@ -1,8 +1,10 @@
 /**
- * Chain names: `KUBE-SVC-` + the first 16 characters of base32(sha256(text)) (spec §2).
+ * Chain names: `KUBE-SVC-` + the first 16 characters of base32(sha256(text)) (spec §2); the
+ * prefixes are in chains.ts.
  */
 import type { Protocol } from "../model/types.ts";
 import { sha256Words } from "../util/sha256.ts";
+import { EXT_PREFIX, FW_PREFIX, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX } from "./chains.ts";
 
 const B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -49,17 +51,10 @@ export interface ServiceChains {
 
 export function serviceChains(spn: string, protocol: Protocol): ServiceChains {
   const base = hash16(spn + protocol.toLowerCase());
-  return { svc: `KUBE-SVC-${base}`, svl: `KUBE-SVL-${base}`, ext: `KUBE-EXT-${base}`, fw: `KUBE-FW-${base}` };
+  return { svc: SVC_PREFIX + base, svl: SVL_PREFIX + base, ext: EXT_PREFIX + base, fw: FW_PREFIX + base };
 }
 
 /** `KUBE-SEP-…` for one endpoint (`ipPort` is `10.0.0.1:80` or `[fd00::1]:80`). */
 export function endpointChain(spn: string, protocol: Protocol, ipPort: string): string {
-  return `KUBE-SEP-${hash16(spn + protocol.toLowerCase() + ipPort)}`;
-}
-
-/** Prefixes of the chains kube-proxy creates per service and garbage-collects (spec §2). */
-export const SERVICE_CHAIN_PREFIXES = ["KUBE-SVC-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-FW-", "KUBE-EXT-"] as const;
-
-export function isServiceChain(chain: string): boolean {
-  return SERVICE_CHAIN_PREFIXES.some((p) => chain.startsWith(p));
+  return SEP_PREFIX + hash16(spn + protocol.toLowerCase() + ipPort);
 }

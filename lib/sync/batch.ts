@@ -6,6 +6,7 @@
  * the switch-over of the entry chains (nat KUBE-SERVICES, KUBE-NODEPORTS, and the filter
  * table) is the last batch. Stale chains are emptied, then deleted, after it.
  */
+import { ENTRY_CHAINS, KUBE_MARK_MASQ, KUBE_POSTROUTING, serviceChainKind } from "../proxy/chains.ts";
 import { type Ruleset, type TableName, type TableRules, toRestore, writeTable } from "../proxy/ruleset.ts";
 
 export interface BatchOptions {
@@ -28,15 +29,22 @@ export const DEFAULT_BATCH: BatchOptions = { chains: 2000, rules: 2000 };
 /** Below this many nat rules one transaction is cheap enough: no batches. */
 export const BATCH_THRESHOLD = 10_000;
 
-const ENTRY = new Set(["KUBE-SERVICES", "KUBE-NODEPORTS"]);
+const ENTRY: ReadonlySet<string> = new Set(ENTRY_CHAINS);
 
 /** Stage of a nat chain: what it jumps to must be written in an earlier stage. */
 function stage(chain: string): number {
-  if (chain === "KUBE-MARK-MASQ" || chain === "KUBE-POSTROUTING") return 0;
-  if (chain.startsWith("KUBE-SEP-")) return 1;
-  if (chain.startsWith("KUBE-SVC-") || chain.startsWith("KUBE-SVL-")) return 2;
-  if (chain.startsWith("KUBE-EXT-")) return 3;
-  if (chain.startsWith("KUBE-FW-")) return 4;
+  if (chain === KUBE_MARK_MASQ || chain === KUBE_POSTROUTING) return 0;
+  switch (serviceChainKind(chain)) {
+    case "SEP":
+      return 1;
+    case "SVC":
+    case "SVL":
+      return 2;
+    case "EXT":
+      return 3;
+    case "FW":
+      return 4;
+  }
   if (ENTRY.has(chain)) return 6;
   return 5; // anything else kube-proxy might add: before the switch-over
 }

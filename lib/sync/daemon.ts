@@ -7,6 +7,7 @@ import { closeSync, constants, fchmodSync, mkdirSync, openSync, renameSync, unli
 import { join } from "node:path";
 import type { IPFamily } from "../model/ip.ts";
 import { type ClusterState, SERVICE_NAME_LABEL } from "../model/types.ts";
+import { KUBE_PROXY_CANARY as CANARY, CANARY_TABLES } from "../proxy/chains.ts";
 import type { ChangeTracker } from "../proxy/tracker.ts";
 import type { ObjectKind, Source, SourceEvent } from "../sources/source.ts";
 import type { HealthCheckServers, HealthState } from "./http.ts";
@@ -54,8 +55,6 @@ export interface DaemonOptions {
     changed: ReadonlySet<string>,
   ) => Promise<number | { deleted: number; more: boolean }>;
 }
-
-const CANARY = "KUBE-PROXY-CANARY";
 
 /** Bun's full, synchronous garbage collection; undefined elsewhere. */
 function bunGC(): (() => void) | undefined {
@@ -430,7 +429,7 @@ export class Daemon {
 
   private async makeCanaries(): Promise<void> {
     for (const p of this.o.proxiers)
-      for (const table of ["mangle", "nat", "filter"]) {
+      for (const table of CANARY_TABLES) {
         await p.o.runner.ensureChain(table, CANARY).catch((e: Error) => {
           this.o.log.log("warn", "cannot create the canary chain", { family: p.family, table, error: e.message });
         });
@@ -461,7 +460,7 @@ export class Daemon {
   async checkCanary(): Promise<boolean> {
     let flushed = false;
     for (const p of this.o.proxiers)
-      for (const table of ["mangle", "nat", "filter"]) {
+      for (const table of CANARY_TABLES) {
         // A held lock or any other trouble rejects: not a flush (canaryFailed says why).
         if (!(await p.o.runner.chainExists(table, CANARY))) flushed = true;
       }

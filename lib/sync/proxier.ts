@@ -12,13 +12,13 @@
  * background (readLive(), once per sync period), whose finds the next sync deletes.
  */
 import { gunzipSync, gzipSync } from "node:zlib";
-import { JUMP_RULES, jumpRuleArgs } from "../iptables/jumps.ts";
 import { CommandError, RestoreError, type Runner } from "../iptables/runner.ts";
 import { savedChainNames } from "../iptables/save_parser.ts";
 import type { IPFamily } from "../model/ip.ts";
 import type { ClusterState } from "../model/types.ts";
 import { buildRules, newBuildCache } from "../proxy/build.ts";
-import { isServiceChain } from "../proxy/names.ts";
+import { FIXED_CHAINS, isServiceChain } from "../proxy/chains.ts";
+import { JUMP_RULES, jumpRuleArgs } from "../proxy/jumps.ts";
 import { type ProxyConfig, resolveBuildOptions } from "../proxy/options.ts";
 import { countRules, type Ruleset, toRestore } from "../proxy/ruleset.ts";
 import { type BatchOptions, batchRestore, DEFAULT_BATCH, needsBatches } from "./batch.ts";
@@ -80,8 +80,8 @@ export interface ProxierOptions {
   liveChains?: (table: "nat") => Promise<string[]>;
 }
 
-/** nat chains kube-proxy rewrites on every sync, partial ones included (spec §8.1). */
-const ENTRY_NAT = new Set(["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]);
+/** nat chains kube-proxy rewrites on every sync, partial ones included (spec §8.1): its fixed ones. */
+const ENTRY_NAT: ReadonlySet<string> = new Set(FIXED_CHAINS.nat);
 
 const chainOf = (rule: string) => {
   const sp = rule.indexOf(" ", 3);

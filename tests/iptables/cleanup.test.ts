@@ -5,9 +5,10 @@
 import { describe, expect, test } from "bun:test";
 import { runCleanup } from "../../cli/cleanup_run.ts";
 import type { IO } from "../../cli/io.ts";
-import { planCleanup } from "../../lib/iptables/cleanup.ts";
+import { planCleanup as planChainCleanup } from "../../lib/iptables/cleanup.ts";
 import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import { parseSave } from "../../lib/iptables/save_parser.ts";
+import { planCleanup } from "../../lib/kube_iptables.ts";
 
 const NODE = `*nat
 :KUBE-SERVICES - [0:0]
@@ -86,6 +87,13 @@ describe("planCleanup", () => {
     const plans = planCleanup(parseSave(NODE), { ownedOnly: true });
     const filter = plans.find((p) => p.table === "filter");
     expect(filter?.chains).toEqual(["KUBE-FORWARD"]);
+  });
+
+  test("lib/iptables removes what the caller names, kube-proxy's or not", () => {
+    const plans = planChainCleanup(parseSave(NODE), { removable: (_table, chain) => chain === "DOCKER" });
+    expect(plans.map((p) => [p.table, p.chains, p.jumps.map((j) => j.text)])).toEqual([
+      ["nat", ["DOCKER"], ["-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER"]],
+    ]);
   });
 
   for (const batchSize of [undefined, 1, 2, 4]) {

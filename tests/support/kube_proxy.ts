@@ -3,8 +3,8 @@
  * --counters` of the rendered rules, then the jump rules of spec §3.1 with `-N` and `-I`.
  */
 
-import { JUMP_RULES, jumpRuleArgs } from "../../lib/iptables/jumps.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
+import { JUMP_RULES, jumpRuleArgs } from "../../lib/proxy/jumps.ts";
 import type { Exec } from "./netns.ts";
 
 export type RunInNs = (argv: string[], input?: string) => Exec;

@@ -22,7 +22,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { JUMP_RULES, jumpRuleArgs } from "../../lib/iptables/jumps.ts";
+import { JUMP_RULES, jumpRuleArgs } from "../../lib/proxy/jumps.ts";
 import { kip } from "./binary.ts";
 import { type Exec, exec } from "./netns.ts";
 

@@ -5,9 +5,9 @@
  * and restarted leaves the rules alone meanwhile, then kip reconnects and converges.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { compareDumps } from "../../lib/iptables/compare.ts";
 import { ExecRunner } from "../../lib/iptables/exec_runner.ts";
 import { dumpOfTables, parseSave } from "../../lib/iptables/save_parser.ts";
+import { compareDumps } from "../../lib/kube_iptables.ts";
 import { defaultConfig } from "../../lib/proxy/options.ts";
 import { ChangeTracker } from "../../lib/proxy/tracker.ts";
 import { renderManifests } from "../../lib/render.ts";

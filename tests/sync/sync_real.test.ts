@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { JUMP_RULES } from "../../lib/iptables/jumps.ts";
+import { JUMP_RULES } from "../../lib/proxy/jumps.ts";
 import { ensureBinary } from "../support/binary.ts";
 import { tool } from "../support/kube_proxy.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";

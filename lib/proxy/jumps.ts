@@ -2,6 +2,15 @@
  * kube-proxy's jump rules from the built-in chains into its own (spec §3.1), in the order it
  * ensures them. Installed with `iptables -N`/`-C`/`-I`, never through restore.
  */
+import {
+  KUBE_EXTERNAL_SERVICES,
+  KUBE_FIREWALL,
+  KUBE_FORWARD,
+  KUBE_NODEPORTS,
+  KUBE_POSTROUTING,
+  KUBE_PROXY_FIREWALL,
+  KUBE_SERVICES,
+} from "./chains.ts";
 
 export type Table = "filter" | "nat" | "mangle" | "raw";
 
@@ -26,20 +35,20 @@ function row(table: Table, from: string, extraArgs: string[], comment: string, t
 
 /** Rows 1–14 of spec §3.1, in order. */
 export const JUMP_RULES: readonly JumpRule[] = [
-  row("filter", "INPUT", NEW, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-  row("filter", "FORWARD", NEW, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-  row("filter", "INPUT", [], "kubernetes health check service ports", "KUBE-NODEPORTS"),
-  row("filter", "FORWARD", NEW, "kubernetes service portals", "KUBE-SERVICES"),
-  row("filter", "OUTPUT", NEW, "kubernetes service portals", "KUBE-SERVICES"),
-  row("filter", "FORWARD", [], "kubernetes forwarding rules", "KUBE-FORWARD"),
-  row("filter", "INPUT", NEW, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-  row("filter", "OUTPUT", NEW, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-  row("filter", "FORWARD", NEW, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-  row("nat", "OUTPUT", [], "kubernetes service portals", "KUBE-SERVICES"),
-  row("nat", "PREROUTING", [], "kubernetes service portals", "KUBE-SERVICES"),
-  row("nat", "POSTROUTING", [], "kubernetes postrouting rules", "KUBE-POSTROUTING"),
-  row("filter", "INPUT", [], "", "KUBE-FIREWALL", true),
-  row("filter", "OUTPUT", [], "", "KUBE-FIREWALL", true),
+  row("filter", "INPUT", NEW, "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES),
+  row("filter", "FORWARD", NEW, "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES),
+  row("filter", "INPUT", [], "kubernetes health check service ports", KUBE_NODEPORTS),
+  row("filter", "FORWARD", NEW, "kubernetes service portals", KUBE_SERVICES),
+  row("filter", "OUTPUT", NEW, "kubernetes service portals", KUBE_SERVICES),
+  row("filter", "FORWARD", [], "kubernetes forwarding rules", KUBE_FORWARD),
+  row("filter", "INPUT", NEW, "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL),
+  row("filter", "OUTPUT", NEW, "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL),
+  row("filter", "FORWARD", NEW, "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL),
+  row("nat", "OUTPUT", [], "kubernetes service portals", KUBE_SERVICES),
+  row("nat", "PREROUTING", [], "kubernetes service portals", KUBE_SERVICES),
+  row("nat", "POSTROUTING", [], "kubernetes postrouting rules", KUBE_POSTROUTING),
+  row("filter", "INPUT", [], "", KUBE_FIREWALL, true),
+  row("filter", "OUTPUT", [], "", KUBE_FIREWALL, true),
 ];
 
 /** The rule's arguments after `-A/-I/-C/-D <chain>`: extra args, comment (one argv element), jump. */

@@ -4,6 +4,7 @@
  * rest alphabetically, rules grouped by chain, KUBE-SERVICES/KUBE-NODEPORTS rules stable-sorted
  * by the service named in their comment, the nodeports tail rule last.
  */
+import { isKubeChain, KUBE_NODEPORTS, KUBE_SERVICES } from "./chains.ts";
 
 interface Table {
   name: string;
@@ -13,9 +14,9 @@ interface Table {
 }
 
 function chainRank(c: string): [number, string] {
-  if (c === "KUBE-NODEPORTS") return [0, ""];
-  if (c === "KUBE-SERVICES") return [1, ""];
-  return [c.startsWith("KUBE-") ? 2 : 3, c];
+  if (c === KUBE_NODEPORTS) return [0, ""];
+  if (c === KUBE_SERVICES) return [1, ""];
+  return [isKubeChain(c) ? 2 : 3, c];
 }
 
 function compareChains(a: string, b: string): number {
@@ -63,7 +64,7 @@ export function canonicalize(restore: string): string {
     const ruleChains = [...new Set([...chains, ...t.rules.keys()])].sort(compareChains);
     for (const c of ruleChains) {
       let rules = t.rules.get(c) ?? [];
-      if (c === "KUBE-SERVICES" || c === "KUBE-NODEPORTS") {
+      if (c === KUBE_SERVICES || c === KUBE_NODEPORTS) {
         const last = rules.filter((r) => r.includes("must be the last rule"));
         const rest = rules.filter((r) => !r.includes("must be the last rule"));
         const keyed = rest.map((r, i) => ({ r, i, k: commentService(r) }));

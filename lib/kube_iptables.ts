@@ -1,0 +1,55 @@
+/**
+ * lib/iptables' comparer and cleanup planner, told what kube-proxy owns (lib/proxy/chains.ts,
+ * lib/proxy/jumps.ts), which lib/iptables never imports: its compare and cleanup know no
+ * kube-proxy chain. These are the forms kip's commands and the library (mod.ts) use.
+ */
+import { planCleanup as planTableCleanup, type TablePlan } from "./iptables/cleanup.ts";
+import {
+  type ChainOwner,
+  compareDumps as compareOwnedDumps,
+  type DesiredTables,
+  type DiffResult,
+  type CompareOptions as OwnerCompareOptions,
+} from "./iptables/compare.ts";
+import type { SaveDump } from "./iptables/save_parser.ts";
+
+import { FIXED_CHAINS, isKubeChain, isServiceChain, ownedByKubeProxy } from "./proxy/chains.ts";
+import { JUMP_RULES, jumpRuleArgs } from "./proxy/jumps.ts";
+
+export type { DiffResult, TablePlan };
+
+/** kube-proxy as compare sees it: its fixed chains, its service chains, its jump rules. */
+export const KUBE_PROXY_OWNER: ChainOwner = {
+  name: "kube-proxy",
+  fixedChains: FIXED_CHAINS,
+  isKindred: isKubeChain,
+  collects: isServiceChain,
+  jumps: JUMP_RULES.map((j) => ({ table: j.table, from: j.from, args: jumpRuleArgs(j) })),
+};
+
+export type CompareOptions = Omit<OwnerCompareOptions, "owner">;
+
+/**
+ * Compare two dumps over what kube-proxy owns; `old` is the live side (or --from), `desired`
+ * the new one, parsed or already normalised (normalizeDesired).
+ */
+export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o: CompareOptions): DiffResult {
+  return compareOwnedDumps(old, desired, { ...o, owner: KUBE_PROXY_OWNER });
+}
+
+export interface CleanupOptions {
+  /** Only what kube-proxy owns: leaves kubelet's KUBE-FIREWALL, KUBE-KUBELET-CANARY… */
+  ownedOnly: boolean;
+  /** Chains per restore (see lib/iptables/cleanup.ts); unset: one transaction per table. */
+  batchSize?: number;
+}
+
+const anyKubeChain = (_table: string, chain: string) => isKubeChain(chain);
+
+/** What `kip cleanup` removes: every KUBE-* chain, or with ownedOnly kube-proxy's (spec §14). */
+export function planCleanup(dump: SaveDump, o: CleanupOptions): TablePlan[] {
+  return planTableCleanup(dump, {
+    removable: o.ownedOnly ? ownedByKubeProxy : anyKubeChain,
+    batchSize: o.batchSize,
+  });
+}
