@@ -6,7 +6,10 @@
  * always quoted. Equal canonical text = the same rule in the kernel.
  */
 import { type IPFamily, parseCIDR, parseIP } from "../model/ip.ts";
-import { splitArgs } from "./save_parser.ts";
+import { defaultRejectWith, kernelProbability, markNumber, protocolName, xmarkOf } from "./facts.ts";
+import { needsQuotes, quoted, tokenize } from "./rule.ts";
+
+export { kernelProbability };
 
 const HEADER: Record<string, number> = {
   "-s": 0,
@@ -23,13 +26,6 @@ const HEADER: Record<string, number> = {
   "--protocol": 4,
 };
 const HEADER_FLAG = ["-s", "-d", "-i", "-o", "-p"];
-const PROTOCOL_NUMBERS: Record<string, string> = {
-  "1": "icmp",
-  "6": "tcp",
-  "17": "udp",
-  "58": "ipv6-icmp",
-  "132": "sctp",
-};
 /** Options the protocol matches own, and the matches that take such options themselves. */
 const PORT_OPTIONS = new Set([
   "--dport",
@@ -62,8 +58,8 @@ function normAddress(v: string): string {
 }
 
 function hex(v: string): string {
-  const n = Number(v);
-  return Number.isFinite(n) ? `0x${(n >>> 0).toString(16)}` : v;
+  const n = markNumber(v);
+  return n === undefined ? v : `0x${n.toString(16)}`;
 }
 
 /** `V` or `V/M` with numbers in lowercase hex, the mask left out when it is all ones. */
@@ -73,13 +69,6 @@ function markValue(v: string): string {
   const mask = v.slice(slash + 1);
   if (Number(mask) >>> 0 === 0xffffffff) return hex(v.slice(0, slash));
   return `${hex(v.slice(0, slash))}/${hex(mask)}`;
-}
-
-/** The kernel keeps round(p × 2^31); iptables-save prints that back with 11 decimals. */
-export function kernelProbability(p: string): string {
-  const n = Number(p);
-  if (!Number.isFinite(n)) return p;
-  return (Math.round(n * 2 ** 31) / 2 ** 31).toFixed(11);
 }
 
 const RECENT_ORDER = [
@@ -161,23 +150,11 @@ function finishMatch(body: string[], module: string, from: number, family: IPFam
 
 function pushTarget(out: string[], target: string, opts: string[], family: IPFamily): void {
   out.push("-j", target);
-  if (target === "MARK" && opts.length >= 2) {
-    const [flag, v] = opts;
-    const n = (x: string) => Number(x) >>> 0;
-    const xmark = (val: number, mask: number) => `0x${val.toString(16)}/0x${mask.toString(16)}`;
-    if (flag === "--or-mark") return void out.push("--set-xmark", xmark(n(v), n(v)));
-    if (flag === "--xor-mark") return void out.push("--set-xmark", xmark(n(v), 0));
-    if (flag === "--and-mark") return void out.push("--set-xmark", xmark(0, ~n(v) >>> 0));
-    if (flag === "--set-mark" || flag === "--set-xmark") {
-      const slash = v.indexOf("/");
-      const val = slash < 0 ? v : v.slice(0, slash);
-      const mask = slash < 0 ? 0xffffffff : n(v.slice(slash + 1));
-      // --set-mark V/M is stored as xmark V/(V|M); --set-xmark keeps its mask.
-      return void out.push("--set-xmark", xmark(n(val), flag === "--set-mark" ? (mask | n(val)) >>> 0 : mask));
-    }
-  }
+  // MARK is kept as --set-xmark V/M, whichever option wrote it.
+  const xmark = target === "MARK" && opts.length >= 2 ? xmarkOf(opts[0], opts[1]) : undefined;
+  if (xmark) return void out.push("--set-xmark", `0x${xmark[0].toString(16)}/0x${xmark[1].toString(16)}`);
   if (target === "REJECT" && !opts.includes("--reject-with")) {
-    out.push("--reject-with", family === "IPv4" ? "icmp-port-unreachable" : "icmp6-port-unreachable");
+    out.push("--reject-with", defaultRejectWith(family));
     return;
   }
   for (const o of opts) out.push(o);
@@ -214,7 +191,7 @@ export function normalizeArgs(args: readonly string[], family: IPFamily): string
     if (h !== undefined) {
       let v = args[++i] ?? "";
       if (h <= 1) v = normAddress(v);
-      else if (h === 4) proto = v = PROTOCOL_NUMBERS[v] ?? v.toLowerCase();
+      else if (h === 4) proto = v = protocolName(v);
       // What iptables-save leaves out because it matches everything.
       if (!neg && ((h <= 1 && (v === "0.0.0.0/0" || v === "::/0")) || (h === 4 && v === "all"))) {
         neg = false;
@@ -284,16 +261,6 @@ export function normalizeArgs(args: readonly string[], family: IPFamily): string
   return out;
 }
 
-/** Empty, or holding white space, a quote or a backslash: such a token is written quoted. */
-function needsQuotes(t: string): boolean {
-  if (t.length === 0) return true;
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i);
-    if (c === 32 || c === 34 || c === 92 || c === 39 || c === 9 || c === 10 || c === 13) return true;
-  }
-  return false;
-}
-
 /** The canonical rule as one line, `-A CHAIN …`, with arguments quoted as iptables-save does. */
 export function normalizeRule(chain: string, args: readonly string[], family: IPFamily): string {
   const a = normalizeArgs(args, family);
@@ -301,7 +268,7 @@ export function normalizeRule(chain: string, args: readonly string[], family: IP
   const parts = ["-A", chain];
   for (let i = 0; i < a.length; i++) {
     const t = a[i];
-    parts.push(a[i - 1] === "--comment" || needsQuotes(t) ? `"${t.replace(/[\\"]/g, (c) => `\\${c}`)}"` : t);
+    parts.push(a[i - 1] === "--comment" || needsQuotes(t) ? quoted(t) : t);
   }
   return parts.join(" ");
 }
@@ -389,6 +356,6 @@ export function normalizeLine(line: string, family: IPFamily): string {
     return `-A ${m[1]}${cmt}${stat} -j ${m[6]}`;
   }
   const sp = line.indexOf(" ", 3);
-  const args = splitArgs(line.slice(sp + 1)) ?? [];
+  const args = tokenize(line.slice(sp + 1)) ?? [];
   return normalizeRule(line.slice(3, sp), args, family);
 }
