@@ -27,7 +27,7 @@
  */
 
 /** Follow one packet through the rules: destinations, probabilities, masquerade, verdict. */
-export { type Explanation, explain, type Packet } from "./lib/explain/walk.ts";
+export { type Explanation, explain, type Packet } from "./lib/explain/explain.ts";
 /** Canonical ordering of restore text, as upstream's golden tests compare (spec §16). */
 export { canonicalize } from "./lib/iptables/canonical.ts";
 /** What kip cleanup would remove from a dump, as restore inputs. */
