@@ -7,37 +7,13 @@
  */
 import { type IPFamily, parseCIDR, parseIP } from "../model/ip.ts";
 import { defaultRejectWith, kernelProbability, markNumber, protocolName, xmarkOf } from "./facts.ts";
-import { needsQuotes, quoted, tokenize } from "./rule.ts";
+import { headerOption, type MatchOption, needsQuotes, parseRule, quoted, tokenize } from "./rule.ts";
 
 export { kernelProbability };
 
-const HEADER: Record<string, number> = {
-  "-s": 0,
-  "--source": 0,
-  "--src": 0,
-  "-d": 1,
-  "--destination": 1,
-  "--dst": 1,
-  "-i": 2,
-  "--in-interface": 2,
-  "-o": 3,
-  "--out-interface": 3,
-  "-p": 4,
-  "--protocol": 4,
-};
+/** The header's options in iptables-save's order: -s -d -i -o -p. */
+const HEADER_SLOT: Record<string, number> = { "-s": 0, "-d": 1, "-i": 2, "-o": 3, "-p": 4 };
 const HEADER_FLAG = ["-s", "-d", "-i", "-o", "-p"];
-/** Options the protocol matches own, and the matches that take such options themselves. */
-const PORT_OPTIONS = new Set([
-  "--dport",
-  "--sport",
-  "--destination-port",
-  "--source-port",
-  "--tcp-flags",
-  "--syn",
-  "--tcp-option",
-]);
-const PORT_MODULES = new Set(["tcp", "udp", "sctp", "multiport", "udplite", "dccp"]);
-
 const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
 const PLAIN_V4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(/32)?$`);
 const addressCache = new Map<string, string>();
@@ -162,103 +138,55 @@ function pushTarget(out: string[], target: string, opts: string[], family: IPFam
 
 /**
  * The canonical argument list of a rule (without `-A CHAIN`): header matches first in a fixed
- * order, then matches in their order, then the target. Hot (hundreds of thousands of rules per
- * diff), so it allocates little: one body array, header slots, options rewritten in place.
+ * order, then matches in their order, then the target. The rule is read by the one parser
+ * (rule.ts); the header's slots and the body are filled from its matches.
  */
 export function normalizeArgs(args: readonly string[], family: IPFamily): string[] {
-  let h0: string[] | undefined;
-  let h1: string[] | undefined;
-  let h2: string[] | undefined;
-  let h3: string[] | undefined;
-  let h4: string[] | undefined;
+  const rule = parseRule(args);
+  const header: (string[] | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
   const body: string[] = [];
-  let module: string | undefined;
-  let moduleStart = 0;
-  let target: string | undefined;
-  let targetAt = -1;
-  let goto = false;
-  let neg = false;
-  let proto: string | undefined;
-  let a2: string | undefined;
-  const n = args.length;
-  for (let i = 0; i < n; i++) {
-    const a = args[i];
-    if (a === "!") {
-      neg = true;
+  for (const m of rule.matches) {
+    if (m.module !== "") {
+      body.push("-m", m.module);
+      const start = body.length;
+      for (const o of m.options) pushOption(body, o);
+      finishMatch(body, m.module, start, family);
       continue;
     }
-    const h = HEADER[a];
-    if (h !== undefined) {
-      let v = args[++i] ?? "";
-      if (h <= 1) v = normAddress(v);
-      else if (h === 4) proto = v = protocolName(v);
-      // What iptables-save leaves out because it matches everything.
-      if (!neg && ((h <= 1 && (v === "0.0.0.0/0" || v === "::/0")) || (h === 4 && v === "all"))) {
-        neg = false;
+    for (const o of m.options) {
+      const h = HEADER_SLOT[headerOption(o.name) ?? ""];
+      if (h === undefined) {
+        pushOption(body, o);
         continue;
       }
-      const slot = neg ? ["!", HEADER_FLAG[h], v] : [HEADER_FLAG[h], v];
-      if (h === 0) h0 = slot;
-      else if (h === 1) h1 = slot;
-      else if (h === 2) h2 = slot;
-      else if (h === 3) h3 = slot;
-      else h4 = slot;
-      neg = false;
-      continue;
+      let v = o.values[0];
+      if (h <= 1) v = normAddress(v);
+      else if (h === 4) v = protocolName(v);
+      // What iptables-save leaves out because it matches everything.
+      if (!o.negated && ((h <= 1 && (v === "0.0.0.0/0" || v === "::/0")) || (h === 4 && v === "all"))) continue;
+      header[h] = o.negated ? ["!", HEADER_FLAG[h], v] : [HEADER_FLAG[h], v];
     }
-    if (a === "-m" || a === "--match") {
-      if (module !== undefined) finishMatch(body, module, moduleStart, family);
-      module = args[++i] ?? "";
-      body.push("-m", module);
-      moduleStart = body.length;
-      continue;
-    }
-    if (a === "-j" || a === "--jump" || a === "-g" || a === "--goto") {
-      target = args[++i] ?? "";
-      goto = a === "-g" || a === "--goto";
-      targetAt = i + 1;
-      break;
-    }
-    if (a === "-c") {
-      i += 2; // per-rule counters
-      continue;
-    }
-    // `--dport` after `-p tcp` with no `-m tcp` belongs to the protocol's implicit match,
-    // also when another match (comment, addrtype…) came last: only a few take port options.
-    if (
-      proto !== undefined &&
-      a.charCodeAt(0) === 45 &&
-      (proto === "tcp" || proto === "udp" || proto === "sctp") &&
-      (module === undefined || (PORT_OPTIONS.has(a) && !PORT_MODULES.has(module)))
-    ) {
-      if (module !== undefined) finishMatch(body, module, moduleStart, family);
-      module = proto;
-      body.push("-m", module);
-      moduleStart = body.length;
-    }
-    if (a === "--destination-port") a2 = "--dport";
-    else if (a === "--source-port") a2 = "--sport";
-    if (neg) {
-      body.push("!");
-      neg = false;
-    }
-    body.push(a2 ?? a);
-    a2 = undefined;
   }
-  if (module !== undefined) finishMatch(body, module, moduleStart, family);
   const out: string[] = [];
-  if (h0) out.push(...h0);
-  if (h1) out.push(...h1);
-  if (h2) out.push(...h2);
-  if (h3) out.push(...h3);
-  if (h4) out.push(...h4);
+  for (const slot of header) if (slot) for (const t of slot) out.push(t);
   for (const t of body) out.push(t);
-  if (target !== undefined) {
-    const targetOpts = args.slice(targetAt);
-    if (goto) out.push("-g", target, ...targetOpts);
-    else pushTarget(out, target, targetOpts, family);
+  if (rule.target !== undefined) {
+    const targetOpts: string[] = [];
+    for (const o of rule.targetOptions) {
+      if (o.name !== "") targetOpts.push(o.name);
+      for (const v of o.values) targetOpts.push(v);
+    }
+    if (rule.goto) out.push("-g", rule.target, ...targetOpts);
+    else pushTarget(out, rule.target, targetOpts, family);
   }
   return out;
+}
+
+/** An option as tokens: `! --name values…`, port options under their short names. */
+function pushOption(body: string[], o: MatchOption): void {
+  if (o.negated) body.push("!");
+  body.push(o.name === "--destination-port" ? "--dport" : o.name === "--source-port" ? "--sport" : o.name);
+  for (const v of o.values) body.push(v);
 }
 
 /** The canonical rule as one line, `-A CHAIN …`, with arguments quoted as iptables-save does. */
