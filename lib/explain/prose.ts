@@ -3,6 +3,7 @@
  * and chances as fractions.
  */
 import { defaultRejectWith } from "../iptables/facts.ts";
+import { tokenize } from "../iptables/rule.ts";
 import type { Outcome, Packet } from "./types.ts";
 
 /** `1/3` for chances close to 1/n (or k/n, n ≤ 64), else a percentage. */
@@ -23,6 +24,7 @@ function gcd(a: number, b: number): number {
 export const outcomeKey = (o: Outcome) =>
   JSON.stringify([o.verdict, o.dnat, o.masquerade ? (o.masquerade.to ?? "yes") : "", o.decidedBy?.rule ?? ""]);
 
+/** The verdict of a walk in one line, over its merged outcomes. */
 export function describeVerdict(outcomes: Outcome[], pkt: Packet): string {
   const one = (o: Outcome): string => {
     const by = o.decidedBy ? `${o.decidedBy.table}/${o.decidedBy.chain}` : "";
@@ -53,7 +55,9 @@ export function describeVerdict(outcomes: Outcome[], pkt: Packet): string {
   return outcomes.map((o) => `${fraction(o.probability)} ${one(o)}`).join("; ");
 }
 
+/** The comment of a rule line (`-A CHAIN … --comment X …`); undefined for a policy. */
 function commentOfRule(rule: string): string | undefined {
-  const m = /--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))/.exec(rule);
-  return m ? (m[1] ?? m[2]) : undefined;
+  const args = tokenize(rule) ?? [];
+  const i = args.indexOf("--comment");
+  return i < 0 ? undefined : args[i + 1];
 }
