@@ -3,7 +3,6 @@
  * the article walks it by hand: OUTPUT → KUBE-SERVICES → KUBE-SVC-… (1/3 each) → KUBE-SEP-… →
  * DNAT → POSTROUTING. Exit status: 0 explained (whatever the verdict), 2 bad input.
  */
-
 import { explain } from "../lib/explain/explain.ts";
 import { formatExplanation } from "../lib/explain/format.ts";
 import { compileTables, type RuleTables } from "../lib/explain/tables.ts";
