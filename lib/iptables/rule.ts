@@ -221,19 +221,23 @@ export const MODULE_OPTIONS: Record<string, Record<string, number>> = {
   iprange: { "--src-range": 1, "--dst-range": 1 },
 };
 
+// The tables as Maps: prototype-safe (an option named `constructor` is no key of theirs) and fast.
+const ARITY = new Map(Object.entries(MODULE_OPTIONS).map(([m, o]) => [m, new Map(Object.entries(o))]));
+const HEADER = new Map(Object.entries(HEADER_ALIASES));
+
 /** Whether kip knows the options of `module`. */
 export function knownModule(module: string): boolean {
-  return Object.hasOwn(MODULE_OPTIONS, module);
+  return ARITY.has(module);
 }
 
 /** Whether `module` (one kip reads) takes `option`. */
 export function moduleKnows(module: string, option: string): boolean {
-  return knownModule(module) && Object.hasOwn(MODULE_OPTIONS[module], option);
+  return ARITY.get(module)?.has(option) === true;
 }
 
 /** The short name of a header option (`--source` → `-s`), undefined for other options. */
 export function headerOption(name: string): string | undefined {
-  return Object.hasOwn(HEADER_ALIASES, name) ? HEADER_ALIASES[name] : undefined;
+  return HEADER.get(name);
 }
 
 /**
@@ -245,19 +249,20 @@ export function headerOption(name: string): string | undefined {
  */
 export function parseRule(args: readonly string[]): ParsedRule {
   const rule: ParsedRule = { matches: [], options: [], goto: false, targetOptions: [] };
+  const matches = rule.matches;
   let i = 0;
   if ((args[0] === "-A" || args[0] === "-I" || args[0] === "-D") && args.length >= 2) {
     rule.header = { command: args[0], chain: args[1] };
     i = 2;
   }
-  // Loaded modules, latest first (by index into rule.matches).
-  const loaded: number[] = [];
+  // Matches loaded with -m, in order (the latest last).
+  const loaded: Match[] = [];
   let implicit: string | undefined;
-  let implicitAt = -1;
+  let implicitMatch: Match | undefined;
   let neg = false;
-  const add = (match: number, name: string, values: string[], negated: boolean) => {
-    const o: MatchOption = { name, values, negated, match };
-    rule.matches[match].options.push(o);
+  const add = (m: Match, name: string, values: string[], negated: boolean) => {
+    const o: MatchOption = { name, values, negated, match: matches.indexOf(m) };
+    m.options.push(o);
     rule.options.push(o);
   };
   const n = args.length;
@@ -275,9 +280,9 @@ export function parseRule(args: readonly string[]): ParsedRule {
       for (i++; i < n; i++) {
         const a = args[i];
         const last = rule.targetOptions[rule.targetOptions.length - 1];
-        if (a.startsWith("--") || !last)
-          rule.targetOptions.push(a.startsWith("--") ? { name: a, values: [] } : { name: "", values: [a] });
-        else last.values.push(a);
+        if (a.startsWith("--")) rule.targetOptions.push({ name: a, values: [] });
+        else if (last) last.values.push(a);
+        else rule.targetOptions.push({ name: "", values: [a] });
       }
       break;
     }
@@ -287,29 +292,34 @@ export function parseRule(args: readonly string[]): ParsedRule {
       continue;
     }
     if (t === "-m" || t === "--match") {
-      const module = args[++i] ?? "";
-      rule.matches.push({ module, implicit: false, options: [] });
-      loaded.unshift(rule.matches.length - 1);
+      const m: Match = { module: args[++i] ?? "", implicit: false, options: [] };
+      matches.push(m);
+      loaded.push(m);
       continue;
     }
-    const h = headerOption(t);
+    const h = HEADER.get(t);
     if (h !== undefined) {
-      rule.matches.push({ module: "", implicit: false, options: [] });
+      const m: Match = { module: "", implicit: false, options: [] };
+      matches.push(m);
       const values = h === "-f" ? [] : [args[++i] ?? ""];
-      add(rule.matches.length - 1, t, values, not);
+      add(m, t, values, not);
       if (h === "-p" && !not) implicit = protocolName(values[0]);
       continue;
     }
-    let at = loaded.find((m) => moduleKnows(rule.matches[m].module, t));
-    if (at === undefined && implicit !== undefined && moduleKnows(implicit, t)) {
-      if (implicitAt < 0) {
-        rule.matches.push({ module: implicit, implicit: true, options: [] });
-        implicitAt = rule.matches.length - 1;
-      }
-      at = implicitAt;
+    let at: Match | undefined;
+    let arity: number | undefined;
+    for (let k = loaded.length - 1; k >= 0 && arity === undefined; k--) {
+      arity = ARITY.get(loaded[k].module)?.get(t);
+      if (arity !== undefined) at = loaded[k];
     }
-    if (at !== undefined) {
-      const arity = MODULE_OPTIONS[rule.matches[at].module][t];
+    if (arity === undefined && implicit !== undefined) {
+      arity = ARITY.get(implicit)?.get(t);
+      if (arity !== undefined) {
+        if (!implicitMatch) matches.push((implicitMatch = { module: implicit, implicit: true, options: [] }));
+        at = implicitMatch;
+      }
+    }
+    if (at !== undefined && arity !== undefined) {
       add(at, t, args.slice(i + 1, i + 1 + arity), not);
       i += arity;
       continue;
@@ -317,11 +327,8 @@ export function parseRule(args: readonly string[]): ParsedRule {
     // Not an option kip knows: its values run up to the next option.
     let end = i + 1;
     while (end < n && !args[end].startsWith("-") && args[end] !== "!") end++;
-    at = loaded.find((m) => !knownModule(rule.matches[m].module)) ?? loaded[0];
-    if (at === undefined) {
-      rule.matches.push({ module: "", implicit: false, options: [] });
-      at = rule.matches.length - 1;
-    }
+    at = loaded.findLast((m) => !ARITY.has(m.module)) ?? loaded[loaded.length - 1];
+    if (at === undefined) matches.push((at = { module: "", implicit: false, options: [] }));
     add(at, t, args.slice(i + 1, end), not);
     i = end - 1;
   }
