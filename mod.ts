@@ -27,7 +27,7 @@
  */
 
 /** Follow one packet through the rules: destinations, probabilities, masquerade, verdict. */
-export { type Explanation, explain, type Packet } from "./lib/explain/walk.ts";
+export { type Explanation, explain, type Packet } from "./lib/explain/explain.ts";
 /** iptables-save text → tables, chains, rules; and the engine's output as the same shape. */
 export { dumpOfTables, parseSave, type SaveDump } from "./lib/iptables/save_parser.ts";
 /** What kip cleanup would remove from a dump, as restore inputs. */

@@ -3,17 +3,10 @@
  * the article walks it by hand: OUTPUT → KUBE-SERVICES → KUBE-SVC-… (1/3 each) → KUBE-SEP-… →
  * DNAT → POSTROUTING. Exit status: 0 explained (whatever the verdict), 2 bad input.
  */
+import { explain } from "../lib/explain/explain.ts";
 import { formatExplanation } from "../lib/explain/format.ts";
-import {
-  addKubeJumps,
-  type Explanation,
-  explain,
-  type From,
-  type HostFacts,
-  type Packet,
-  type Proto,
-  type Route,
-} from "../lib/explain/walk.ts";
+import { compileTables, type RuleTables } from "../lib/explain/tables.ts";
+import type { Explanation, From, HostFacts, Packet, Proto, Route } from "../lib/explain/types.ts";
 import { ExecRunner, execFile } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, type SaveDump } from "../lib/iptables/save_parser.ts";
@@ -57,6 +50,8 @@ export interface LoadedRules {
   /** Something about the rules that makes any answer doubtful, for stderr. */
   warning?: string;
   dump: SaveDump;
+  /** `dump` ready to walk, compiled once for every walk (kube-proxy's jump rules added if missing). */
+  tables: RuleTables;
   host: HostFacts;
   services: ServiceEntry[];
   /** The pod CIDR of this family, for a default pod source. */
@@ -119,7 +114,7 @@ export function rulesFromManifests(
   const r = renderPaths(paths, opts, io, family);
   const o = r.options;
   if (!o) throw new Error("render returned no options");
-  const { dump } = addKubeJumps(dumpOfTables({ filter: r.ruleset.filter, nat: r.ruleset.nat }));
+  const dump = dumpOfTables({ filter: r.ruleset.filter, nat: r.ruleset.nat });
   const services: ServiceEntry[] = r.ruleset.services
     .filter((s) => parseIP(s.clusterIP))
     .map((s) => ({ name: s.servicePortName, ip: s.clusterIP, port: s.port, proto: s.protocol.toLowerCase() as Proto }));
@@ -128,6 +123,7 @@ export function rulesFromManifests(
   return {
     family,
     dump,
+    tables: compileTables(dump),
     host: hostFromOptions(o, podInterfaceOf(o)),
     services,
     // Simulated pods live in the default pod CIDRs when --cluster-cidr names none.
@@ -266,14 +262,15 @@ async function rulesFromLive(opts: ExplainFlags, io: IO, wanted: IPFamily | unde
     warning = note;
     notes.push(`No kube-proxy rules: ${note}.`);
   }
-  const { dump: withJumps, added } = addKubeJumps(dump);
-  if (added) notes.push("The dump has no built-in chains (restore input?): kube-proxy's jump rules were added.");
+  const tables = compileTables(dump);
+  if (tables.addedJumps)
+    notes.push("The dump has no built-in chains (restore input?): kube-proxy's jump rules were added.");
   const others = [...dump.tables.values()].filter((t) => t.name !== "nat" && t.name !== "filter" && t.rules.length > 0);
   if (others.length > 0)
     notes.push(
       `Not walked (kip follows nat and filter only): ${others.map((t) => `${t.name} (${plural(t.rules.length, "rule")})`).join(", ")}.`,
     );
-  const pods = podFactsOfDump(withJumps);
+  const pods = podFactsOfDump(dump);
   const d = o.localDetector;
   const podCIDR = d.mode === "ClusterCIDR" || d.mode === "NodeCIDR" ? d.cidr : pods.cidr;
   const podInterface = podInterfaceOf(o) ?? pods.iface;
@@ -282,9 +279,10 @@ async function rulesFromLive(opts: ExplainFlags, io: IO, wanted: IPFamily | unde
   return {
     family,
     ...(warning ? { warning } : {}),
-    dump: withJumps,
+    dump,
+    tables,
     host,
-    services: servicesOfDump(withJumps),
+    services: servicesOfDump(dump),
     podCIDR,
     nodeIP: nodeIP && !isLoopback(nodeIP) ? nodeIP.text : undefined,
     source,
@@ -442,13 +440,13 @@ export async function explainPacket(
     inInterface = rules.host.podInterface.replace(/\+$/, "0");
   const pkt: Packet = { proto, src, dst: dst.ip, dport: dst.port, from, ...(inInterface ? { inInterface } : {}) };
   const host: HostFacts = { ...rules.host, routes };
-  let explanation = explain(rules.dump, pkt, host);
+  let explanation = explain(rules.tables, pkt, host);
   // Routes decide -o matches and the masquerade address: ask the host, walk again (bounded).
   for (let i = 0; i < 3 && rules.routeLookup && explanation.missingRoutes.some((a) => !(a in routes)); i++) {
     const want = explanation.missingRoutes.filter((a) => !(a in routes));
     for (const a of want) await lookup(a);
     if (want.every((a) => !(a in routes))) break;
-    explanation = explain(rules.dump, pkt, host);
+    explanation = explain(rules.tables, pkt, host);
   }
   explanation.notes.unshift(...rules.notes);
   return { explanation, rules };

@@ -3,7 +3,9 @@
  * with why it matched and what it did), then every destination with its probability, the
  * masquerade decision and the verdict. Colour is optional (ANSI, for terminals).
  */
-import { type Event, type Explanation, fraction, type Outcome, type TreeNode } from "./walk.ts";
+import { defaultRejectWith } from "../iptables/facts.ts";
+import { fraction } from "./prose.ts";
+import type { Event, Explanation, Outcome, TreeNode } from "./types.ts";
 
 export interface FormatOptions {
   color: boolean;
@@ -46,7 +48,7 @@ export function outcomeText(o: Outcome): string {
     case "DNAT":
       return `DNAT to ${o.dnat}${o.endpointChain ? ` (${o.endpointChain})` : ""}, ${masqText(o)}`;
     case "REJECT":
-      return `REJECT (${o.rejectWith ?? "icmp-port-unreachable"}) in ${where}`;
+      return `REJECT (${o.rejectWith ?? defaultRejectWith("IPv4")}) in ${where}`;
     case "DROP":
       return o.decidedBy?.rule.startsWith("policy ") ? `DROP by the policy of ${where}` : `DROP in ${where}`;
     case "ACCEPT":

@@ -6,42 +6,14 @@
  * always quoted. Equal canonical text = the same rule in the kernel.
  */
 import { type IPFamily, parseCIDR, parseIP } from "../model/ip.ts";
-import { splitArgs } from "./save_parser.ts";
+import { defaultRejectWith, kernelProbability, markNumber, protocolName, xmarkOf } from "./facts.ts";
+import { headerOption, type MatchOption, needsQuotes, parseRule, quoted, tokenize } from "./rule.ts";
 
-const HEADER: Record<string, number> = {
-  "-s": 0,
-  "--source": 0,
-  "--src": 0,
-  "-d": 1,
-  "--destination": 1,
-  "--dst": 1,
-  "-i": 2,
-  "--in-interface": 2,
-  "-o": 3,
-  "--out-interface": 3,
-  "-p": 4,
-  "--protocol": 4,
-};
+export { kernelProbability };
+
+/** The header's options in iptables-save's order: -s -d -i -o -p. */
+const HEADER_SLOT: Record<string, number> = { "-s": 0, "-d": 1, "-i": 2, "-o": 3, "-p": 4 };
 const HEADER_FLAG = ["-s", "-d", "-i", "-o", "-p"];
-const PROTOCOL_NUMBERS: Record<string, string> = {
-  "1": "icmp",
-  "6": "tcp",
-  "17": "udp",
-  "58": "ipv6-icmp",
-  "132": "sctp",
-};
-/** Options the protocol matches own, and the matches that take such options themselves. */
-const PORT_OPTIONS = new Set([
-  "--dport",
-  "--sport",
-  "--destination-port",
-  "--source-port",
-  "--tcp-flags",
-  "--syn",
-  "--tcp-option",
-]);
-const PORT_MODULES = new Set(["tcp", "udp", "sctp", "multiport", "udplite", "dccp"]);
-
 const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
 const PLAIN_V4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(/32)?$`);
 const addressCache = new Map<string, string>();
@@ -62,8 +34,8 @@ function normAddress(v: string): string {
 }
 
 function hex(v: string): string {
-  const n = Number(v);
-  return Number.isFinite(n) ? `0x${(n >>> 0).toString(16)}` : v;
+  const n = markNumber(v);
+  return n === undefined ? v : `0x${n.toString(16)}`;
 }
 
 /** `V` or `V/M` with numbers in lowercase hex, the mask left out when it is all ones. */
@@ -73,13 +45,6 @@ function markValue(v: string): string {
   const mask = v.slice(slash + 1);
   if (Number(mask) >>> 0 === 0xffffffff) return hex(v.slice(0, slash));
   return `${hex(v.slice(0, slash))}/${hex(mask)}`;
-}
-
-/** The kernel keeps round(p × 2^31); iptables-save prints that back with 11 decimals. */
-export function kernelProbability(p: string): string {
-  const n = Number(p);
-  if (!Number.isFinite(n)) return p;
-  return (Math.round(n * 2 ** 31) / 2 ** 31).toFixed(11);
 }
 
 const RECENT_ORDER = [
@@ -161,23 +126,11 @@ function finishMatch(body: string[], module: string, from: number, family: IPFam
 
 function pushTarget(out: string[], target: string, opts: string[], family: IPFamily): void {
   out.push("-j", target);
-  if (target === "MARK" && opts.length >= 2) {
-    const [flag, v] = opts;
-    const n = (x: string) => Number(x) >>> 0;
-    const xmark = (val: number, mask: number) => `0x${val.toString(16)}/0x${mask.toString(16)}`;
-    if (flag === "--or-mark") return void out.push("--set-xmark", xmark(n(v), n(v)));
-    if (flag === "--xor-mark") return void out.push("--set-xmark", xmark(n(v), 0));
-    if (flag === "--and-mark") return void out.push("--set-xmark", xmark(0, ~n(v) >>> 0));
-    if (flag === "--set-mark" || flag === "--set-xmark") {
-      const slash = v.indexOf("/");
-      const val = slash < 0 ? v : v.slice(0, slash);
-      const mask = slash < 0 ? 0xffffffff : n(v.slice(slash + 1));
-      // --set-mark V/M is stored as xmark V/(V|M); --set-xmark keeps its mask.
-      return void out.push("--set-xmark", xmark(n(val), flag === "--set-mark" ? (mask | n(val)) >>> 0 : mask));
-    }
-  }
+  // MARK is kept as --set-xmark V/M, whichever option wrote it.
+  const xmark = target === "MARK" && opts.length >= 2 ? xmarkOf(opts[0], opts[1]) : undefined;
+  if (xmark) return void out.push("--set-xmark", `0x${xmark[0].toString(16)}/0x${xmark[1].toString(16)}`);
   if (target === "REJECT" && !opts.includes("--reject-with")) {
-    out.push("--reject-with", family === "IPv4" ? "icmp-port-unreachable" : "icmp6-port-unreachable");
+    out.push("--reject-with", defaultRejectWith(family));
     return;
   }
   for (const o of opts) out.push(o);
@@ -185,113 +138,55 @@ function pushTarget(out: string[], target: string, opts: string[], family: IPFam
 
 /**
  * The canonical argument list of a rule (without `-A CHAIN`): header matches first in a fixed
- * order, then matches in their order, then the target. Hot (hundreds of thousands of rules per
- * diff), so it allocates little: one body array, header slots, options rewritten in place.
+ * order, then matches in their order, then the target. The rule is read by the one parser
+ * (rule.ts); the header's slots and the body are filled from its matches.
  */
 export function normalizeArgs(args: readonly string[], family: IPFamily): string[] {
-  let h0: string[] | undefined;
-  let h1: string[] | undefined;
-  let h2: string[] | undefined;
-  let h3: string[] | undefined;
-  let h4: string[] | undefined;
+  const rule = parseRule(args);
+  const header: (string[] | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
   const body: string[] = [];
-  let module: string | undefined;
-  let moduleStart = 0;
-  let target: string | undefined;
-  let targetAt = -1;
-  let goto = false;
-  let neg = false;
-  let proto: string | undefined;
-  let a2: string | undefined;
-  const n = args.length;
-  for (let i = 0; i < n; i++) {
-    const a = args[i];
-    if (a === "!") {
-      neg = true;
+  for (const m of rule.matches) {
+    if (m.module !== "") {
+      body.push("-m", m.module);
+      const start = body.length;
+      for (const o of m.options) pushOption(body, o);
+      finishMatch(body, m.module, start, family);
       continue;
     }
-    const h = HEADER[a];
-    if (h !== undefined) {
-      let v = args[++i] ?? "";
-      if (h <= 1) v = normAddress(v);
-      else if (h === 4) proto = v = PROTOCOL_NUMBERS[v] ?? v.toLowerCase();
-      // What iptables-save leaves out because it matches everything.
-      if (!neg && ((h <= 1 && (v === "0.0.0.0/0" || v === "::/0")) || (h === 4 && v === "all"))) {
-        neg = false;
+    for (const o of m.options) {
+      const h = HEADER_SLOT[headerOption(o.name) ?? ""];
+      if (h === undefined) {
+        pushOption(body, o);
         continue;
       }
-      const slot = neg ? ["!", HEADER_FLAG[h], v] : [HEADER_FLAG[h], v];
-      if (h === 0) h0 = slot;
-      else if (h === 1) h1 = slot;
-      else if (h === 2) h2 = slot;
-      else if (h === 3) h3 = slot;
-      else h4 = slot;
-      neg = false;
-      continue;
+      let v = o.values[0];
+      if (h <= 1) v = normAddress(v);
+      else if (h === 4) v = protocolName(v);
+      // What iptables-save leaves out because it matches everything.
+      if (!o.negated && ((h <= 1 && (v === "0.0.0.0/0" || v === "::/0")) || (h === 4 && v === "all"))) continue;
+      header[h] = o.negated ? ["!", HEADER_FLAG[h], v] : [HEADER_FLAG[h], v];
     }
-    if (a === "-m" || a === "--match") {
-      if (module !== undefined) finishMatch(body, module, moduleStart, family);
-      module = args[++i] ?? "";
-      body.push("-m", module);
-      moduleStart = body.length;
-      continue;
-    }
-    if (a === "-j" || a === "--jump" || a === "-g" || a === "--goto") {
-      target = args[++i] ?? "";
-      goto = a === "-g" || a === "--goto";
-      targetAt = i + 1;
-      break;
-    }
-    if (a === "-c") {
-      i += 2; // per-rule counters
-      continue;
-    }
-    // `--dport` after `-p tcp` with no `-m tcp` belongs to the protocol's implicit match,
-    // also when another match (comment, addrtype…) came last: only a few take port options.
-    if (
-      proto !== undefined &&
-      a.charCodeAt(0) === 45 &&
-      (proto === "tcp" || proto === "udp" || proto === "sctp") &&
-      (module === undefined || (PORT_OPTIONS.has(a) && !PORT_MODULES.has(module)))
-    ) {
-      if (module !== undefined) finishMatch(body, module, moduleStart, family);
-      module = proto;
-      body.push("-m", module);
-      moduleStart = body.length;
-    }
-    if (a === "--destination-port") a2 = "--dport";
-    else if (a === "--source-port") a2 = "--sport";
-    if (neg) {
-      body.push("!");
-      neg = false;
-    }
-    body.push(a2 ?? a);
-    a2 = undefined;
   }
-  if (module !== undefined) finishMatch(body, module, moduleStart, family);
   const out: string[] = [];
-  if (h0) out.push(...h0);
-  if (h1) out.push(...h1);
-  if (h2) out.push(...h2);
-  if (h3) out.push(...h3);
-  if (h4) out.push(...h4);
+  for (const slot of header) if (slot) for (const t of slot) out.push(t);
   for (const t of body) out.push(t);
-  if (target !== undefined) {
-    const targetOpts = args.slice(targetAt);
-    if (goto) out.push("-g", target, ...targetOpts);
-    else pushTarget(out, target, targetOpts, family);
+  if (rule.target !== undefined) {
+    const targetOpts: string[] = [];
+    for (const o of rule.targetOptions) {
+      if (o.name !== "") targetOpts.push(o.name);
+      for (const v of o.values) targetOpts.push(v);
+    }
+    if (rule.goto) out.push("-g", rule.target, ...targetOpts);
+    else pushTarget(out, rule.target, targetOpts, family);
   }
   return out;
 }
 
-/** Empty, or holding white space, a quote or a backslash: such a token is written quoted. */
-function needsQuotes(t: string): boolean {
-  if (t.length === 0) return true;
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i);
-    if (c === 32 || c === 34 || c === 92 || c === 39 || c === 9 || c === 10 || c === 13) return true;
-  }
-  return false;
+/** An option as tokens: `! --name values…`, port options under their short names. */
+function pushOption(body: string[], o: MatchOption): void {
+  if (o.negated) body.push("!");
+  body.push(o.name === "--destination-port" ? "--dport" : o.name === "--source-port" ? "--sport" : o.name);
+  for (const v of o.values) body.push(v);
 }
 
 /** The canonical rule as one line, `-A CHAIN …`, with arguments quoted as iptables-save does. */
@@ -301,7 +196,7 @@ export function normalizeRule(chain: string, args: readonly string[], family: IP
   const parts = ["-A", chain];
   for (let i = 0; i < a.length; i++) {
     const t = a[i];
-    parts.push(a[i - 1] === "--comment" || needsQuotes(t) ? `"${t.replace(/[\\"]/g, (c) => `\\${c}`)}"` : t);
+    parts.push(a[i - 1] === "--comment" || needsQuotes(t) ? quoted(t) : t);
   }
   return parts.join(" ");
 }
@@ -389,6 +284,6 @@ export function normalizeLine(line: string, family: IPFamily): string {
     return `-A ${m[1]}${cmt}${stat} -j ${m[6]}`;
   }
   const sp = line.indexOf(" ", 3);
-  const args = splitArgs(line.slice(sp + 1)) ?? [];
+  const args = tokenize(line.slice(sp + 1)) ?? [];
   return normalizeRule(line.slice(3, sp), args, family);
 }

@@ -3,8 +3,13 @@
  *
  * Tolerant: reads what both backends print (header comments, policies and counters, `[p:b]`
  * rule counters from `-c`, quoted comments with backslash escapes) and restore input (`-X`,
- * `-D`, `-I`). Lines it cannot read are reported, not guessed at.
+ * `-D`, `-I`). Lines it cannot read are reported, not guessed at. Arguments are split by the
+ * one tokenizer in rule.ts.
  */
+import { quoteArg, tokenize } from "./rule.ts";
+
+// Re-exported for the modules that still import them from here; rule.ts is their home.
+export { quoteArg, ruleTarget, tokenize as splitArgs } from "./rule.ts";
 
 export interface SavedRule {
   /** `-A`, `-I` or `-D`. */
@@ -31,7 +36,7 @@ class LazyRule implements SavedRule {
   ) {}
 
   get args(): string[] {
-    if (!this.split) this.split = splitArgs(this.text.slice(this.at)) ?? [];
+    if (!this.split) this.split = tokenize(this.text.slice(this.at)) ?? [];
     return this.split;
   }
 }
@@ -66,76 +71,11 @@ export interface SaveDump {
 
 export const BUILTIN_CHAINS = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"]);
 
-/** Split arguments the way iptables-restore does: double quotes group, backslash escapes. */
-export function splitArgs(s: string): string[] | undefined {
-  // Most lines: plain tokens and at most a few simple quoted comments. Slices, not characters.
-  const out: string[] = [];
-  const n = s.length;
-  let i = 0;
-  while (i < n) {
-    let c = s.charCodeAt(i);
-    if (c === 32 || c === 9) {
-      i++;
-      continue;
-    }
-    if (c === 34 /* " */) {
-      const end = s.indexOf('"', i + 1);
-      if (end < 0) return undefined;
-      const body = s.slice(i + 1, end);
-      // A backslash inside quotes escapes the next character: take the slow path.
-      if (body.includes("\\")) return splitArgsSlow(s);
-      const after = s.charCodeAt(end + 1);
-      if (end + 1 < n && after !== 32 && after !== 9) return splitArgsSlow(s);
-      out.push(body);
-      i = end + 1;
-      continue;
-    }
-    let j = i;
-    while (j < n) {
-      c = s.charCodeAt(j);
-      if (c === 32 || c === 9) break;
-      if (c === 34) return splitArgsSlow(s);
-      j++;
-    }
-    out.push(s.slice(i, j));
-    i = j;
-  }
-  return out;
-}
-
-function splitArgsSlow(s: string): string[] | undefined {
-  const out: string[] = [];
-  let i = 0;
-  const n = s.length;
-  while (i < n) {
-    while (i < n && (s[i] === " " || s[i] === "\t")) i++;
-    if (i >= n) break;
-    let arg = "";
-    let quoted = false;
-    while (i < n && (quoted || (s[i] !== " " && s[i] !== "\t"))) {
-      const c = s[i];
-      if (c === "\\" && i + 1 < n && quoted) {
-        arg += s[i + 1];
-        i += 2;
-      } else if (c === '"') {
-        quoted = !quoted;
-        i++;
-      } else {
-        arg += c;
-        i++;
-      }
-    }
-    if (quoted) return undefined;
-    out.push(arg);
-  }
-  return out;
-}
-
 /** An odd number of unescaped double quotes (checked without splitting the line). */
 function unbalancedQuotes(line: string): boolean {
   let q = line.indexOf('"');
   if (q < 0) return false;
-  if (line.includes("\\")) return splitArgs(line) === undefined;
+  if (line.includes("\\")) return tokenize(line) === undefined;
   let count = 0;
   for (; q >= 0; q = line.indexOf('"', q + 1)) count++;
   return count % 2 === 1;
@@ -291,17 +231,6 @@ export class SaveParser {
     }
     dump.errors.push({ line: lineNo, message: CANNOT_READ, excerpt: excerpt(line) });
   }
-}
-
-/** The chain a rule jumps or goes to (`-j X` / `-g X`), or undefined. */
-export function ruleTarget(args: readonly string[]): string | undefined {
-  for (let i = 0; i < args.length - 1; i++) if (args[i] === "-j" || args[i] === "-g") return args[i + 1];
-  return undefined;
-}
-
-/** Quote an argument for restore text when it needs it (as iptables-save does). */
-export function quoteArg(a: string): string {
-  return a === "" || /[\s"\\']/.test(a) ? `"${a.replace(/[\\"]/g, (c) => `\\${c}`)}"` : a;
 }
 
 /** A rule back as one restore line. */

@@ -4,6 +4,7 @@
  * rest alphabetically, rules grouped by chain, KUBE-SERVICES/KUBE-NODEPORTS rules stable-sorted
  * by the service named in their comment, the nodeports tail rule last.
  */
+import { tokenize } from "../iptables/rule.ts";
 import { isKubeChain, KUBE_NODEPORTS, KUBE_SERVICES } from "./chains.ts";
 
 interface Table {
@@ -27,12 +28,10 @@ function compareChains(a: string, b: string): number {
 
 /** The service a rule's comment names: text up to the first space or colon. */
 function commentService(rule: string): string {
-  const i = rule.indexOf("--comment ");
-  if (i < 0) return "";
-  let s = rule.slice(i + 10);
-  if (s.startsWith('"')) s = s.slice(1);
-  const m = /^[^ :"]*/.exec(s);
-  return m ? m[0] : "";
+  if (!rule.includes("--comment ")) return "";
+  const args = tokenize(rule) ?? [];
+  const i = args.indexOf("--comment");
+  return i < 0 ? "" : (/^[^ :"]*/.exec(args[i + 1] ?? "")?.[0] ?? "");
 }
 
 /** Rewrite restore text in canonical order. Lines other than tables, chains, rules are dropped. */

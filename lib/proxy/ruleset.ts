@@ -2,6 +2,9 @@
  * The engine's output: per table, the chain lines and rule lines in the order kube-proxy
  * writes them, and the exact iptables-restore text made from them.
  */
+// rule.ts is the text form of a rule only (no runner, no I/O): the engine reads its own
+// lines back with the tokenizer iptables-restore's rules are read with.
+import { tokenize } from "../iptables/rule.ts";
 import type { IPFamily } from "../model/ip.ts";
 
 export type TableName = "filter" | "nat";
@@ -99,37 +102,15 @@ export function toRestore(rs: Pick<Ruleset, "filter" | "nat">): string {
   return writeTable("filter", rs.filter) + writeTable("nat", rs.nat);
 }
 
-/** Split a rule line into arguments; double-quoted comments become one argument, unquoted. */
-export function tokenizeRule(line: string): string[] {
-  const out: string[] = [];
-  let i = 0;
-  while (i < line.length) {
-    if (line[i] === " ") {
-      i++;
-      continue;
-    }
-    if (line[i] === '"') {
-      const end = line.indexOf('"', i + 1);
-      const stop = end < 0 ? line.length : end;
-      out.push(line.slice(i + 1, stop));
-      i = stop + 1;
-    } else {
-      const end = line.indexOf(" ", i);
-      const stop = end < 0 ? line.length : end;
-      out.push(line.slice(i, stop));
-      i = stop;
-    }
-  }
-  return out;
-}
-
 /** Tables → chains → rules (as argument lists), for `-o json`. */
 export function toJSON(rs: Ruleset): object {
   const table = (t: TableRules) => {
     const chains = new Map<string, string[][]>(t.chains.map((c) => [c, []]));
     const deleted: string[] = [];
     for (const r of t.rules) {
-      const args = tokenizeRule(r);
+      const args = tokenize(r);
+      // The engine quotes what it writes: a line that does not split is a bug, not input.
+      if (!args) throw new Error(`Cannot split rule line ${JSON.stringify(r)}`);
       if (args[0] === "-X") {
         deleted.push(args[1]);
         chains.delete(args[1]);

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { IO } from "../../cli/io.ts";
 import { main } from "../../cli/main.ts";
-import type { Explanation } from "../../lib/explain/walk.ts";
+import type { Explanation } from "../../lib/explain/types.ts";
 import { ensureBinary, kip } from "../support/binary.ts";
 
 const SEED = ["examples/seed", "--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];

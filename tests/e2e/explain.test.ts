@@ -17,7 +17,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Explanation } from "../../lib/explain/walk.ts";
+import type { Explanation } from "../../lib/explain/types.ts";
 import { ensureBinary } from "../support/binary.ts";
 import { skipRealIptables } from "../support/netns.ts";
 import {

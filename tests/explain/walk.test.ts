@@ -17,14 +17,11 @@ import { explainPacket, podAddressIn, rulesFromManifests } from "../../cli/expla
 import type { IO } from "../../cli/io.ts";
 import { addNodeFlags, type NodeFlagValues } from "../../cli/node_flags.ts";
 import { renderPaths } from "../../cli/render.ts";
-import {
-  addKubeJumps,
-  compileRule,
-  type Explanation,
-  explain,
-  kernelChance,
-  type Packet,
-} from "../../lib/explain/walk.ts";
+import { explain } from "../../lib/explain/explain.ts";
+import { addKubeJumps } from "../../lib/explain/jumps.ts";
+import { compileRule } from "../../lib/explain/matches.ts";
+import type { Explanation, Packet } from "../../lib/explain/types.ts";
+import { kernelChance } from "../../lib/iptables/facts.ts";
 import { parseSave } from "../../lib/iptables/save_parser.ts";
 import { type IPFamily, parseCIDR, parseIP } from "../../lib/model/ip.ts";
 import { FIXTURES, fixtureArgs, fixtureCases } from "../support/fixtures.ts";

@@ -6,10 +6,15 @@
  * OUTPUT; nat POSTROUTING → KUBE-POSTROUTING. `-m statistic` rules branch the walk, so the
  * result is a probability distribution over outcomes.
  *
+ * It reads rules as every reader of kip does, with lib/iptables/rule.ts's tokenizer and parser
+ * and lib/iptables/facts.ts's MARK arithmetic; what a rule means for the packet is its own.
+ *
  * Not modelled: anything outside the KUBE-* chains, routing beyond "is the destination local"
  * (the host's addresses plus loopback), and packets after the first one.
  */
 import ipaddr from "ipaddr.js";
+import { applyXmark, markValueMask, xmarkOf } from "../../lib/iptables/facts.ts";
+import { parseRule as parseArgs, tokenize as tokenizeLine } from "../../lib/iptables/rule.ts";
 
 export interface Packet {
   src: string;
@@ -71,11 +76,10 @@ interface Branch {
   end: "continue" | "return" | "DNAT" | "REJECT" | "DROP" | "ACCEPT" | "MASQUERADE";
 }
 
-/** Split a line into tokens; double-quoted strings are one token (quotes removed). */
+/** Split a line into tokens with the one tokenizer (lib/iptables/rule.ts); throws when it cannot. */
 export function tokenize(line: string): string[] {
-  const out: string[] = [];
-  const re = /"([^"]*)"|(\S+)/g;
-  for (let m = re.exec(line); m; m = re.exec(line)) out.push(m[1] ?? m[2]);
+  const out = tokenizeLine(line);
+  if (!out) throw new Error(`cannot split ${line}`);
   return out;
 }
 
@@ -91,7 +95,8 @@ const MODULES = new Set([
   "conntrack",
   "nfacct",
 ]);
-const FLAGS = new Set(["--rcheck", "--set", "--reap", "--random-fully"]);
+/** Target options without a value. */
+const FLAGS = new Set(["--random-fully"]);
 
 function parseCIDR(s: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
   if (s.includes("/")) return ipaddr.parseCIDR(s);
@@ -99,51 +104,37 @@ function parseCIDR(s: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
   return [a, a.kind() === "ipv4" ? 32 : 128];
 }
 
+/** A rule read by the one parser (lib/iptables/rule.ts); what the tracer does not model is an error. */
 function parseRule(tokens: string[]): Rule {
+  const parsed = parseArgs(tokens);
   const rule: Rule = { conds: [], targetArgs: new Map() };
-  let neg = false;
-  const modules: string[] = [];
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i];
-    if (t === "!") {
-      neg = true;
-      continue;
-    }
-    if (rule.target !== undefined) {
-      // Target options.
-      if (FLAGS.has(t)) rule.targetArgs.set(t, "");
-      else if (t.startsWith("--")) rule.targetArgs.set(t, tokens[++i]);
-      else throw new Error(`unexpected token after target: ${t}`);
-      continue;
-    }
-    const v = FLAGS.has(t) ? "" : tokens[i + 1];
-    if (!FLAGS.has(t)) i++;
-    if (v === undefined) throw new Error(`missing value for ${t}`);
-    switch (t) {
-      case "-s":
-      case "-d":
-        rule.conds.push({ kind: t === "-s" ? "src" : "dst", neg, cidr: parseCIDR(v) });
-        break;
-      case "-p":
-        rule.conds.push({ kind: "proto", neg, value: v });
-        break;
-      case "-i":
-        rule.conds.push({ kind: "iface", neg, value: v });
-        break;
-      case "-m":
-        if (!MODULES.has(v)) throw new Error(`unknown match module: ${v}`);
-        modules.unshift(v);
-        if (v === "tcp" || v === "udp" || v === "sctp") rule.conds.push({ kind: "proto", neg: false, value: v });
-        break;
-      case "-j":
-        rule.target = v;
-        break;
-      default:
-        // Like iptables, an option belongs to the latest loaded module that knows it.
-        if (!modules.some((m) => moduleOption(rule, m, t, v, neg)))
-          throw new Error(`unsupported option ${neg ? "! " : ""}${t} (modules: ${modules.join(",") || "none"})`);
-    }
-    neg = false;
+  const loaded = parsed.matches.filter((m) => m.module !== "" && !m.implicit).map((m) => m.module);
+  for (const m of parsed.matches) {
+    if (m.module === "" || m.implicit) continue;
+    if (!MODULES.has(m.module)) throw new Error(`unknown match module: ${m.module}`);
+    // `-m tcp` matches the protocol too.
+    if (m.module === "tcp" || m.module === "udp" || m.module === "sctp")
+      rule.conds.push({ kind: "proto", neg: false, value: m.module });
+  }
+  for (const o of parsed.options) {
+    const m = parsed.matches[o.match];
+    const v = o.values[0] ?? "";
+    const neg = o.negated;
+    if (m.module === "" && (o.name === "-s" || o.name === "-d"))
+      rule.conds.push({ kind: o.name === "-s" ? "src" : "dst", neg, cidr: parseCIDR(v) });
+    else if (m.module === "" && o.name === "-p") rule.conds.push({ kind: "proto", neg, value: v });
+    else if (m.module === "" && o.name === "-i") rule.conds.push({ kind: "iface", neg, value: v });
+    else if (m.module === "" || m.implicit || !moduleOption(rule, m.module, o.name, v, neg))
+      throw new Error(
+        `unsupported option ${neg ? "! " : ""}${o.name} (modules: ${loaded.reverse().join(",") || "none"})`,
+      );
+  }
+  rule.target = parsed.target;
+  for (const t of parsed.targetOptions) {
+    if (!t.name.startsWith("--")) throw new Error(`unexpected token after target: ${t.values[0]}`);
+    if (t.values.length !== (FLAGS.has(t.name) ? 0 : 1))
+      throw new Error(`unexpected token after target: ${t.values[1] ?? t.name}`);
+    rule.targetArgs.set(t.name, t.values[0] ?? "");
   }
   return rule;
 }
@@ -181,8 +172,9 @@ function moduleOption(rule: Rule, module: string, opt: string, v: string, neg: b
       rule.conds.push({ kind: opt === "--dst-type" ? "dsttype" : "srctype", neg, value: v });
       return true;
     case "mark --mark": {
-      const [value, mask] = v.split("/").map(Number);
-      rule.conds.push({ kind: "mark", neg, value, mask: mask ?? 0xffffffff });
+      const vm = markValueMask(v);
+      if (!vm) throw bad();
+      rule.conds.push({ kind: "mark", neg, value: vm[0], mask: vm[1] });
       return true;
     }
     case "conntrack --ctstate":
@@ -300,11 +292,10 @@ export function trace(restoreText: string, pkt: Packet, host: Host): TraceResult
         case "RETURN":
           return [{ p: 1, st: s, end: "return" }];
         case "MARK": {
-          const or = r.targetArgs.get("--or-mark");
-          const xor = r.targetArgs.get("--xor-mark");
-          if (or === undefined && xor === undefined) throw new Error("MARK without --or-mark/--xor-mark");
-          const mark = or !== undefined ? s.mark | Number(or) : s.mark ^ Number(xor);
-          return [{ p: 1, st: { ...s, mark: mark >>> 0 }, end: "continue" }];
+          const opt = r.targetArgs.has("--or-mark") ? "--or-mark" : "--xor-mark";
+          const xmark = xmarkOf(opt, r.targetArgs.get(opt) ?? "");
+          if (!xmark) throw new Error("MARK without --or-mark/--xor-mark");
+          return [{ p: 1, st: { ...s, mark: applyXmark(s.mark, xmark) }, end: "continue" }];
         }
         case "DNAT": {
           const to = r.targetArgs.get("--to-destination");
