@@ -4,7 +4,9 @@
  * every rule, anywhere, that jumps to one of them. Nothing else is named in the input, so with
  * `--noflush` every other chain and rule stays as it was.
  */
-import { quoteArg, ruleTarget, type SaveDump, type SavedRule } from "./save_parser.ts";
+
+import { quoteArg, ruleTarget } from "./rule.ts";
+import type { SaveDump, SavedRule } from "./save_parser.ts";
 
 /** The tables a plan looks at. */
 export const CLEANUP_TABLES = ["nat", "filter", "mangle", "raw"] as const;

@@ -8,7 +8,8 @@
 import { structuredPatch } from "diff";
 import type { IPFamily } from "../model/ip.ts";
 import { normalizeLine, normalizeRule } from "./normalize.ts";
-import { BUILTIN_CHAINS, ruleTarget, type SaveDump, type SavedRule } from "./save_parser.ts";
+import { ruleTarget } from "./rule.ts";
+import { BUILTIN_CHAINS, type SaveDump, type SavedRule } from "./save_parser.ts";
 
 /** A jump rule the owner keeps in a built-in chain: the arguments after `-A <from>`. */
 export interface OwnedJump {

@@ -7,8 +7,8 @@
  */
 import type { IPFamily } from "../model/ip.ts";
 import { normalizeArgs } from "./normalize.ts";
+import { quoteArg, ruleTarget, tokenize as splitArgs } from "./rule.ts";
 import { type Backend, type CommandResult, CommandRunner, RestoreError, type RestoreOptions } from "./runner.ts";
-import { quoteArg, ruleTarget, splitArgs } from "./save_parser.ts";
 
 const BUILTIN: Record<string, string[]> = {
   filter: ["INPUT", "FORWARD", "OUTPUT"],

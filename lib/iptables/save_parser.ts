@@ -8,9 +8,6 @@
  */
 import { quoteArg, tokenize } from "./rule.ts";
 
-// Re-exported for the modules that still import them from here; rule.ts is their home.
-export { quoteArg, ruleTarget, tokenize as splitArgs } from "./rule.ts";
-
 export interface SavedRule {
   /** `-A`, `-I` or `-D`. */
   op: "-A" | "-I" | "-D";

@@ -6,7 +6,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { kernelProbability, normalizeArgs, normalizeRule } from "../../lib/iptables/normalize.ts";
-import { parseSave, splitArgs } from "../../lib/iptables/save_parser.ts";
+import { tokenize as splitArgs } from "../../lib/iptables/rule.ts";
+import { parseSave } from "../../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
 import { goldenRestores } from "../support/fixtures.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";

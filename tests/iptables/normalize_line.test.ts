@@ -5,7 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import { normalizeLine, normalizeRule } from "../../lib/iptables/normalize.ts";
-import { splitArgs } from "../../lib/iptables/save_parser.ts";
+import { tokenize as splitArgs } from "../../lib/iptables/rule.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
 import { loadManifests } from "../../lib/model/load.ts";
 import { buildRules } from "../../lib/proxy/build.ts";

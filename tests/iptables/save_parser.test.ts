@@ -8,16 +8,8 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
-import {
-  BUILTIN_CHAINS,
-  parseSave,
-  quoteArg,
-  ruleLine,
-  ruleTarget,
-  type SaveDump,
-  type SavedRule,
-  splitArgs,
-} from "../../lib/iptables/save_parser.ts";
+import { quoteArg, ruleTarget, tokenize as splitArgs } from "../../lib/iptables/rule.ts";
+import { BUILTIN_CHAINS, parseSave, ruleLine, type SaveDump, type SavedRule } from "../../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../../lib/model/ip.ts";
 import { goldenRestores } from "../support/fixtures.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";
