@@ -8,10 +8,17 @@ import { formatExplanation } from "../lib/explain/format.ts";
 import { compileTables, type RuleTables } from "../lib/explain/tables.ts";
 import type { Explanation, From, HostFacts, Packet, Proto, Route } from "../lib/explain/types.ts";
 import { ExecRunner, execFile } from "../lib/iptables/exec_runner.ts";
+import { HEADER_ALIASES, parseRule, ruleComment } from "../lib/iptables/rule.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { dumpOfTables, type SaveDump } from "../lib/iptables/save_parser.ts";
 import { type IPFamily, isLoopback, parseCIDR, parseIP } from "../lib/model/ip.ts";
-import { KUBE_SERVICES, parseDestinationComment, parseNoEndpointsComment } from "../lib/proxy/chains.ts";
+import {
+  KUBE_MARK_MASQ,
+  KUBE_SERVICES,
+  parseDestinationComment,
+  parseNoEndpointsComment,
+  SVC_PREFIX,
+} from "../lib/proxy/chains.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { DEFAULT_SIMULATED_POD_CIDRS } from "../lib/render.ts";
 import { NeedsRoot, UsageError } from "./errors.ts";
@@ -146,16 +153,13 @@ export function servicesOfDump(dump: SaveDump): ServiceEntry[] {
   const scan = (table: string, parse: (comment: string) => { servicePortName: string } | undefined) => {
     for (const r of dump.tables.get(table)?.rules ?? []) {
       if (r.chain !== KUBE_SERVICES) continue;
-      const a = r.args;
-      const val = (flag: string) => {
-        const i = a.indexOf(flag);
-        return i >= 0 ? a[i + 1] : undefined;
-      };
-      const m = parse(val("--comment") ?? "");
-      const ip = parseIP((val("-d") ?? "").replace(/\/(32|128)$/, ""));
-      const port = Number(val("--dport"));
-      const proto = (val("-p") ?? "tcp").toLowerCase();
-      if (!m || !ip || !port || a.includes("!")) continue;
+      const rule = parseRule(r.args);
+      const value = (short: string) => rule.options.find((o) => HEADER_ALIASES[o.name] === short)?.values[0];
+      const m = parse(ruleComment(rule) ?? "");
+      const ip = parseIP((value("-d") ?? "").replace(/\/(32|128)$/, ""));
+      const port = Number(rule.options.find((o) => o.name === "--dport" || o.name === "--destination-port")?.values[0]);
+      const proto = (value("-p") ?? "tcp").toLowerCase();
+      if (!m || !ip || !port || rule.options.some((o) => o.negated)) continue;
       const key = `${m.servicePortName} ${proto}`;
       if (seen.has(key)) continue;
       seen.add(key);
@@ -173,12 +177,13 @@ export function servicesOfDump(dump: SaveDump): ServiceEntry[] {
 /** What kube-proxy's rules in a dump say about pods: the detector CIDR or interface. */
 function podFactsOfDump(dump: SaveDump): { cidr?: string; iface?: string } {
   for (const r of dump.tables.get("nat")?.rules ?? []) {
-    if (!r.chain.startsWith("KUBE-SVC-") || !r.args.includes("KUBE-MARK-MASQ")) continue;
-    const a = r.args;
-    for (let i = 0; i < a.length - 2; i++) {
-      if (a[i] !== "!") continue;
-      if (a[i + 1] === "-s") return { cidr: a[i + 2] };
-      if (a[i + 1] === "-i") return { iface: a[i + 2] };
+    if (!r.chain.startsWith(SVC_PREFIX)) continue;
+    const rule = parseRule(r.args);
+    if (rule.target !== KUBE_MARK_MASQ) continue;
+    for (const o of rule.options) {
+      if (!o.negated) continue;
+      if (HEADER_ALIASES[o.name] === "-s") return { cidr: o.values[0] };
+      if (HEADER_ALIASES[o.name] === "-i") return { iface: o.values[0] };
     }
   }
   return {};
@@ -195,7 +200,7 @@ function readLiveFile(file: string, io: IO, family: IPFamily | undefined): { dum
 
 /** Whether kube-proxy (or kip sync) has written anything into these tables. */
 function hasKubeProxyRules(dump: SaveDump): boolean {
-  return ["nat", "filter"].some((t) => dump.tables.get(t)?.chains.has("KUBE-SERVICES"));
+  return ["nat", "filter"].some((t) => dump.tables.get(t)?.chains.has(KUBE_SERVICES));
 }
 
 /** `ip -o addr`: this host's addresses. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 /**
  * kip's command line: parses argv, dispatches to one file per subcommand, and is the only
- * place that calls process.exit.
+ * place where an error becomes a message and an exit status (reportError). It never calls
+ * process.exit: the status is set and the runtime exits once output is flushed.
  */
 import { existsSync } from "node:fs";
 import { Command, CommanderError } from "@commander-js/extra-typings";

@@ -7,6 +7,7 @@ import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { parseSave, type SaveDump, SaveParser } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
+import { KUBE_SERVICES } from "../lib/proxy/chains.ts";
 import { NeedsRoot, UsageError } from "./errors.ts";
 import { type IO, readFlagFile } from "./io.ts";
 
@@ -76,7 +77,7 @@ export async function kubeChainsElsewhere(runner: ExecRunner): Promise<Backend |
     if (other === runner.backend) continue;
     try {
       const r = await ExecRunner.create(runner.family, other);
-      if (await r.chainExists("nat", "KUBE-SERVICES")) return other;
+      if (await r.chainExists("nat", KUBE_SERVICES)) return other;
     } catch {}
   }
   return undefined;
