@@ -8,7 +8,8 @@ import { IptablesUnavailable, RestoreError, type Runner } from "../lib/iptables/
 import { parseSave } from "../lib/iptables/save_parser.ts";
 import { planCleanup } from "../lib/kube_iptables.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
-import { type IO, plural } from "./io.ts";
+import { plural } from "../lib/util/text.ts";
+import type { IO } from "./io.ts";
 import { requireRoot } from "./node.ts";
 
 export interface CleanupFlags {

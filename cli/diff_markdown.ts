@@ -6,7 +6,7 @@
 import type { DiffResult } from "../lib/iptables/compare.ts";
 import { summaryLine } from "../lib/iptables/compare.ts";
 import type { Review } from "../lib/review.ts";
-import { plural } from "./io.ts";
+import { plural } from "../lib/util/text.ts";
 
 const share = (n: number) => `${+(100 / n).toFixed(1)}%`;
 

@@ -21,8 +21,9 @@ import {
 } from "../lib/proxy/chains.ts";
 import { type BuildOptions, resolveBuildOptions } from "../lib/proxy/options.ts";
 import { DEFAULT_SIMULATED_POD_CIDRS } from "../lib/render.ts";
+import { plural } from "../lib/util/text.ts";
 import { NeedsRoot, UsageError } from "./errors.ts";
-import { type IO, plural, useColor } from "./io.ts";
+import { type IO, useColor } from "./io.ts";
 import { kubeChainsElsewhere, liveDump, readDumpFile, requireRoot } from "./node.ts";
 import { type ClusterFlagValues, type NodeFlagValues, resolveClusterFlags, resolveProxyConfig } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";

@@ -50,11 +50,6 @@ export function useColor(flag: boolean | undefined, io: IO): boolean {
   return flag !== false && io.stdoutIsTTY && !io.env.NO_COLOR;
 }
 
-/** `1 chain`, `2 chains`. */
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
-}
-
 /** The text of a file a flag names; an unreadable one is a usage error naming the flag. */
 export function readFlagFile(io: IO, flag: string, path: string): string {
   try {

@@ -10,8 +10,9 @@ import { type Ruleset, restorePieces, summarize, toJSON } from "../lib/proxy/rul
 import { type RenderResult, renderManifests } from "../lib/render.ts";
 import { readManifestPaths } from "../lib/sources/files.ts";
 import { bare } from "../lib/util/quote.ts";
+import { plural } from "../lib/util/text.ts";
 import { ManifestErrors, UsageError } from "./errors.ts";
-import { type IO, plural } from "./io.ts";
+import type { IO } from "./io.ts";
 import {
   addNodeFlags,
   addSimulationFlags,

@@ -7,6 +7,7 @@
  */
 import { structuredPatch } from "diff";
 import type { IPFamily } from "../model/ip.ts";
+import { plural } from "../util/text.ts";
 import { normalizeLine, normalizeRule } from "./normalize.ts";
 import { ruleTarget } from "./rule.ts";
 import { BUILTIN_CHAINS, type SaveDump, type SavedRule } from "./save_parser.ts";
@@ -291,5 +292,5 @@ export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o
 export function summaryLine(r: DiffResult): string {
   const s = r.summary;
   if (r.chains.length === 0) return `${r.family}: no drift`;
-  return `${r.family}: ${s.missing} chain${s.missing === 1 ? "" : "s"} missing, ${s.extra} extra, ${s.changed} changed; rules +${s.rulesAdded} -${s.rulesRemoved}`;
+  return `${r.family}: ${plural(s.missing, "chain")} missing, ${s.extra} extra, ${s.changed} changed; rules +${s.rulesAdded} -${s.rulesRemoved}`;
 }

@@ -10,6 +10,7 @@
  * manifests set explicitly are reserved before anything is allocated.
  */
 import { sha256 } from "../util/sha256.ts";
+import { plural } from "../util/text.ts";
 import { type CIDR, cidrContains, type IPFamily, parseCIDR, parseIP } from "./ip.ts";
 import type { Service } from "./types.ts";
 
@@ -292,9 +293,8 @@ export function allocateServices(services: readonly Service[], policy: ClusterPo
 /** "allocated 3 cluster IPs, 2 node ports, 1 health-check node port" (what was made up). */
 export function allocationSummary(list: readonly Allocated[]): string {
   const n = (field: Allocated["field"]) => list.filter((a) => a.field === field).length;
-  const plural = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
-  const parts = [plural(n("clusterIP"), "cluster IP", "cluster IPs"), plural(n("nodePort"), "node port", "node ports")];
+  const parts = [plural(n("clusterIP"), "cluster IP"), plural(n("nodePort"), "node port")];
   const hc = n("healthCheckNodePort");
-  if (hc > 0) parts.push(plural(hc, "health-check node port", "health-check node ports"));
+  if (hc > 0) parts.push(plural(hc, "health-check node port"));
   return `allocated ${parts.join(", ")}`;
 }
