@@ -15,9 +15,9 @@
  * - **cleanup**: a node's iptables-save text → {@link planCleanup} → iptables-restore inputs.
  * - **review**: two renders → {@link reviewChanges} → what became reachable from outside.
  *
- * @example Render a Service and its endpoints
+ * @example Render a Service, then follow a packet through its rules
  * ```ts
- * import { defaultConfig, renderManifests } from "./mod.ts";
+ * import { defaultConfig, dumpOfTables, explain, type Packet, renderManifests } from "./mod.ts";
  *
  * const manifest = `
  * apiVersion: v1
@@ -35,6 +35,13 @@
  * const config = { ...defaultConfig(), hostname: "node1", clusterCIDR: "10.244.0.0/16" };
  * const result = renderManifests([{ file: "web.yaml", text: manifest }], config, { family: "IPv4" });
  * console.log(result.restore); // *filter … COMMIT *nat … -j DNAT --to-destination 10.244.1.5:8080 … COMMIT
+ *
+ * // Where a pod's connection to the cluster IP goes (explain adds kube-proxy's jump rules).
+ * if (!result.ruleset) throw new Error(result.errors.map((e) => `${e.file}:${e.line}: ${e.message}`).join("\n"));
+ * const { filter, nat } = result.ruleset;
+ * const packet: Packet = { proto: "tcp", src: "10.244.2.9", dst: "10.96.0.20", dport: 80, from: "pod" };
+ * const host = { localAddresses: ["192.168.0.10"] };
+ * console.log(explain(dumpOfTables({ filter, nat }), packet, host).verdict); // DNAT to 10.244.1.5:8080 (default/web)
  * ```
  * @module
  */
