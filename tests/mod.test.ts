@@ -4,7 +4,10 @@
  * doc example runs as written.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import * as api from "../mod.ts";
 import {
   buildRules,
@@ -59,6 +62,29 @@ test("mod.ts's doc example runs: the DNAT it promises, and explain's verdict ove
   expect(lines[0].startsWith("*filter\n")).toBe(true);
   expect(lines[0]).toContain("-j DNAT --to-destination 10.244.1.5:8080");
   expect(lines[1]).toBe("DNAT to 10.244.1.5:8080 (default/web)");
+});
+
+test("README's Library example runs as written from the checkout: render, explain, diff, cleanup", () => {
+  const readme = read("README.md");
+  const section = readme.slice(readme.indexOf("\n## Library\n"), readme.indexOf("\n## Development\n"));
+  const code = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  expect(code).toContain('from "./mod.ts";');
+  const mod = fileURLToPath(new URL("../mod.ts", import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), "kip-readme-"));
+  try {
+    const file = join(dir, "pipeline.ts");
+    writeFileSync(file, code.replace('from "./mod.ts";', `from ${JSON.stringify(mod)};`));
+    const run = Bun.spawnSync([process.execPath, file], { cwd: fileURLToPath(new URL("..", import.meta.url)) });
+    expect(run.stderr.toString()).toBe("");
+    expect(run.exitCode).toBe(0);
+    const out = run.stdout.toString();
+    expect(out).toContain("services: 4,");
+    expect(out).toContain("0.333 10.244.1.14:80\n0.333 10.244.1.16:80\n0.333 10.244.1.17:80\n");
+    expect(out).toContain("DNAT to one of 3 endpoints of default/nginx-svc\nno drift\n");
+    expect(out).toContain("-X KUBE-SERVICES");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("the package's entry points are mod.ts, and deno.json's version is kip's", () => {
