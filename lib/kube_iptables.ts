@@ -9,9 +9,9 @@ import {
   compareDumps as compareOwnedDumps,
   type DesiredTables,
   type DiffResult,
-  type CompareOptions as OwnerCompareOptions,
 } from "./iptables/compare.ts";
 import type { SaveDump } from "./iptables/save_parser.ts";
+import type { IPFamily } from "./model/ip.ts";
 
 import { FIXED_CHAINS, isKubeChain, isServiceChain, ownedByKubeProxy } from "./proxy/chains.ts";
 import { JUMP_RULES, jumpRuleArgs } from "./proxy/jumps.ts";
@@ -27,7 +27,17 @@ export const KUBE_PROXY_OWNER: ChainOwner = {
   jumps: JUMP_RULES.map((j) => ({ table: j.table, from: j.from, args: jumpRuleArgs(j) })),
 };
 
-export type CompareOptions = Omit<OwnerCompareOptions, "owner">;
+/** How compareDumps compares: lib/iptables/compare.ts's options, the owner being kube-proxy. */
+export interface CompareOptions {
+  /** The family of both dumps (how addresses in rules are normalised). */
+  family: IPFamily;
+  /** Compare kube-proxy's jump rules in the built-in chains too: on for a node, off for two renders. */
+  jumps: boolean;
+  /** The live side's name in patch headers (default `live`). */
+  oldLabel?: string;
+  /** The desired side's name in patch headers (default `desired`). */
+  newLabel?: string;
+}
 
 /**
  * Compare two dumps over what kube-proxy owns; `old` is the live side (or --from), `desired`
@@ -37,6 +47,7 @@ export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o
   return compareOwnedDumps(old, desired, { ...o, owner: KUBE_PROXY_OWNER });
 }
 
+/** What planCleanup removes. */
 export interface CleanupOptions {
   /** Only what kube-proxy owns: leaves kubelet's KUBE-FIREWALL, KUBE-KUBELET-CANARY… */
   ownedOnly: boolean;

@@ -13,7 +13,9 @@ import { type Ruleset, toRestore } from "./proxy/ruleset.ts";
 /** Pod CIDRs simulated pods are placed in when `--cluster-cidr` names none. */
 export const DEFAULT_SIMULATED_POD_CIDRS = ["10.244.0.0/16", "fd00:10:244::/56"];
 
+/** How renderManifests renders. */
 export interface RenderOptions {
+  /** The family to render (one ruleset per family, as kube-proxy runs one proxier per family). */
   family: IPFamily;
   /**
    * Do what the cluster would: allocate missing cluster IPs and node ports (from `cluster`),
@@ -28,6 +30,7 @@ export interface RenderOptions {
   checkServiceCIDRs?: boolean;
 }
 
+/** What renderManifests made: the ruleset, or the errors that stopped it, and everything it noticed. */
 export interface RenderResult {
   /** undefined when errors stopped the render. */
   ruleset?: Ruleset;
@@ -36,9 +39,13 @@ export interface RenderResult {
    * cluster, which `kip diff` never needs and `kip render` writes in pieces instead.
    */
   readonly restore: string;
+  /** The build options resolved from the config and this node; undefined when errors stopped the render. */
   options?: BuildOptions;
+  /** What loadManifests read (the cluster state, Nodes, skipped kinds, notes). */
   loaded: LoadResult;
+  /** Problems that stopped the render; empty when `ruleset` is there. */
   errors: Problem[];
+  /** Problems worth a look that did not stop it. */
   warnings: Problem[];
   /** What the simulation made up (cluster IPs, node ports); empty without `simulate`. */
   allocated: Allocated[];
@@ -46,6 +53,10 @@ export interface RenderResult {
   simulatedEndpoints: Set<string>;
 }
 
+/**
+ * Load the manifests, simulate what `simulate` asks for, resolve the config for one family and
+ * build its rules: what `kip render` does. Pure: the caller reads the files.
+ */
 export function renderManifests(
   files: { file: string; text: string }[],
   config: ProxyConfig,

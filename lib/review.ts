@@ -10,7 +10,9 @@ import type { ServicePortSummary } from "./proxy/ruleset.ts";
 
 /** One side of the comparison: the Services after defaulting/allocation, and what the build made of them. */
 export interface ReviewSide {
+  /** The Services rendered (RenderResult's `loaded.state.services`, after allocation). */
   services: readonly Service[];
+  /** The summaries of the build (Ruleset's `services`). */
   ports: readonly ServicePortSummary[];
 }
 
@@ -26,21 +28,31 @@ export interface ExposureChange {
 
 /** Endpoints of one service port before and after (undefined: the port does not exist on that side). */
 export interface PortEndpoints {
+  /** `port-name/PROTOCOL`, or `port/PROTOCOL` when unnamed. */
   port: string;
+  /** Ready endpoints before. */
   before?: number;
+  /** Ready endpoints after. */
   after?: number;
 }
 
+/** One Service that changed, and how. */
 export interface ServiceReview {
+  /** `namespace/name`. */
   service: string;
+  /** Whether it is new, gone, or there on both sides with changes. */
   status: "added" | "removed" | "changed";
   /** Field-level changes in words (type, ports, policies, affinity). */
   changes: string[];
+  /** Ready endpoints per port, before and after. */
   endpoints: PortEndpoints[];
 }
 
+/** What changed between two renders: each Service that changed, and what became reachable from outside. */
 export interface Review {
+  /** Services added, removed or changed, sorted by `namespace/name`. */
   services: ServiceReview[];
+  /** Changes to what is reachable from outside the cluster. */
   exposure: ExposureChange[];
 }
 

@@ -11,7 +11,9 @@ import type { SaveDump, SavedRule } from "./save_parser.ts";
 /** The tables a plan looks at. */
 export const CLEANUP_TABLES = ["nat", "filter", "mangle", "raw"] as const;
 
+/** What cleanup does to one table: the chains it deletes, the jumps to them it removes, and the restore inputs. */
 export interface TablePlan {
+  /** `nat`, `filter`, `mangle` or `raw`. */
   table: string;
   /** Chains to delete, sorted. */
   chains: string[];

@@ -39,10 +39,13 @@ export interface ChainOwner {
   jumps: readonly OwnedJump[];
 }
 
+/** One chain that differs between the live and the desired rules. */
 export interface ChainDiff {
+  /** The chain's table. */
   table: "filter" | "nat";
   /** An owned chain, or a built-in chain (the owner's jump rules only). */
   chain: string;
+  /** `missing`: desired has it, live does not; `extra`: the reverse; `changed`: both, with other rules. */
   status: "missing" | "extra" | "changed";
   /** Rules only on the desired side (would be added). */
   added: string[];
@@ -52,17 +55,27 @@ export interface ChainDiff {
   patch: string;
 }
 
+/** Counts over every chain that differs. */
 export interface DiffSummary {
+  /** Chains desired has and live lacks. */
   missing: number;
+  /** Chains live has and desired lacks (stale service chains). */
   extra: number;
+  /** Chains on both sides with different rules. */
   changed: number;
+  /** Rules only on the desired side. */
   rulesAdded: number;
+  /** Rules only on the live side. */
   rulesRemoved: number;
 }
 
+/** What a comparison found: the chains that differ, and counts. No chains: no drift. */
 export interface DiffResult {
+  /** The family of both dumps. */
   family: IPFamily;
+  /** Each chain that differs, sorted by table, then by name. */
   chains: ChainDiff[];
+  /** The counts. */
   summary: DiffSummary;
 }
 

@@ -8,15 +8,17 @@
  */
 import { quoteArg, tokenize } from "./rule.ts";
 
+/** One rule line of a dump (`-A`, `-I` or `-D`). */
 export interface SavedRule {
   /** `-A`, `-I` or `-D`. */
   op: "-A" | "-I" | "-D";
+  /** The chain it is in (or inserted into, deleted from). */
   chain: string;
   /** Arguments after the chain, unquoted (split on first use). */
   readonly args: string[];
   /** The rule as written, without a `[p:b]` counters prefix. */
   text: string;
-  /** 1-based line in the text. */
+  /** 1-based line in the text; 0 for rendered rules (dumpOfTables). */
   line: number;
 }
 
@@ -38,23 +40,31 @@ class LazyRule implements SavedRule {
   }
 }
 
+/** A chain declared in a dump (`:NAME POLICY [p:b]`). */
 export interface SavedChain {
+  /** The chain's name. */
   name: string;
   /** `ACCEPT`/`DROP` for built-in chains, `-` for user chains. */
   policy: string;
+  /** 1-based line in the text; 0 for chains of rendered rules (dumpOfTables). */
   line: number;
 }
 
+/** One table of a dump (`*name` … `COMMIT`). */
 export interface SavedTable {
+  /** `filter`, `nat`, `mangle`, `raw`… */
   name: string;
   /** Declared chains in order of appearance. */
   chains: Map<string, SavedChain>;
+  /** Rule lines in order of appearance. */
   rules: SavedRule[];
-  /** `-X` lines (restore input). */
+  /** Chains deleted by `-X` lines (restore input). */
   deletes: string[];
 }
 
+/** iptables-save output (or iptables-restore input), read: tables with their chains and rules. */
 export interface SaveDump {
+  /** The tables by name, in order of appearance. */
   tables: Map<string, SavedTable>;
   /** From the header comment, when there is one: `iptables-save`, `ip6tables-nft-save`… */
   generator?: string;
@@ -106,6 +116,10 @@ const OUTSIDE = "outside a table (no *table line before it)";
 const CANNOT_READ = "cannot read the line (not a table, chain, rule or COMMIT line)";
 const excerpt = (line: string) => JSON.stringify(line.slice(0, 80));
 
+/**
+ * iptables-save text (or restore input) → tables, chains and rules. Never throws: lines it cannot
+ * read are in `errors`.
+ */
 export function parseSave(text: string): SaveDump {
   const p = new SaveParser();
   p.push(text);

@@ -24,7 +24,9 @@ export interface ClusterPolicy {
 
 /** A range of ports: `base` and `size` ports from it. */
 export interface PortRange {
+  /** The first port. */
   base: number;
+  /** How many ports, the first included. */
   size: number;
 }
 
@@ -167,16 +169,21 @@ class PortPool {
 export interface Allocated {
   /** `namespace/name`. */
   service: string;
+  /** What was filled in. */
   field: "clusterIP" | "nodePort" | "healthCheckNodePort";
+  /** The value: an address for `clusterIP`, a port number otherwise. */
   value: string | number;
   /** The service port, for node ports. */
   port?: number;
+  /** The service port's protocol, for node ports. */
   protocol?: string;
 }
 
+/** What allocateServices returns. */
 export interface AllocationResult {
   /** The Services with what was missing filled in (same order; untouched ones are the same objects). */
   services: Service[];
+  /** Each value it made up. */
   allocated: Allocated[];
   /** Services that could not get what they need (`origin` for file:line). */
   warnings: { service: Service; message: string }[];

@@ -7,21 +7,28 @@
  */
 import ipaddr from "ipaddr.js";
 
+/** An address family. */
 export type IPFamily = "IPv4" | "IPv6";
 
 /** A parsed address: its family, canonical text and bytes (4 or 16). */
 export interface IP {
+  /** Its family. */
   family: IPFamily;
+  /** Canonical text: IPv4 without leading zeros, IPv6 in RFC 5952 form. */
   text: string;
+  /** The address bytes, most significant first. */
   bytes: number[];
 }
 
 /** A parsed CIDR in network form (host bits cleared), e.g. `10.244.0.0/16`. */
 export interface CIDR {
+  /** Its family. */
   family: IPFamily;
   /** Canonical network text, `10.244.0.0/16`. */
   text: string;
+  /** The network address bytes (host bits cleared), most significant first. */
   bytes: number[];
+  /** The prefix length in bits. */
   prefix: number;
 }
 

@@ -16,12 +16,17 @@ import { validateWorkload, type Workload } from "./simulate.ts";
 import type { ClusterState, EndpointSlice, Node, Origin, ReadinessProbe, Service } from "./types.ts";
 import { type Reporter, validateEndpointSlice, validateEndpoints, validateNode, validateService } from "./validate.ts";
 
+/** Something wrong (or worth saying) in the input, located in it. */
 export interface Problem {
+  /** The file it is in, as the caller named it. */
   file: string;
+  /** 1-based line in the file; 0 when it is about the whole file. */
   line: number;
+  /** The message: the object and field path it concerns, and what is wrong. */
   message: string;
 }
 
+/** How loadManifests reads the manifests. */
 export interface LoadOptions {
   /** The node whose Node object is read (zone, pod CIDRs, addresses). */
   nodeName: string;
@@ -35,11 +40,17 @@ export interface LoadOptions {
   policy?: PolicyCheck;
 }
 
+/** What loadManifests read: the engine's input, and what it had to say about the manifests. */
 export interface LoadResult {
+  /** The Services, EndpointSlices (v1 Endpoints converted) and this node: buildRules' input. */
   state: ClusterState;
+  /** Every Node object read (this node is also `state.node`). */
   nodes: Node[];
+  /** Workloads read for simulation (only with `workloads`). */
   workloads: Workload[];
+  /** Problems that stop a render: the input is not what the API server would accept. */
   errors: Problem[];
+  /** Problems that do not stop it (a node port outside the range, a Service skipped…). */
   warnings: Problem[];
   /** Things worth saying that are not problems (a kustomization.yaml skipped). */
   notes: Problem[];

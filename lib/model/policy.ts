@@ -14,7 +14,9 @@ import { cidrContains, type IP, isLoopback, isUnspecified, parseIP } from "./ip.
 import type { Path } from "./parse.ts";
 import type { Service } from "./types.ts";
 
+/** The cluster's policy checks on Services, and whether breaking one is an error. */
 export interface PolicyCheck {
+  /** The cluster's node-port and service ranges. */
   cluster: ClusterPolicy;
   /** Cluster IPs must lie in `cluster.serviceCIDRs` (only when the range was given). */
   checkServiceCIDRs: boolean;

@@ -17,18 +17,29 @@ import { type IPFamily, parseCIDR } from "./ip.ts";
 import type { EndpointSlice, Origin, Protocol, Service } from "./types.ts";
 import { Fields, isIANASvcName, type Reporter, readMeta } from "./validate.ts";
 
+/** A container port of a workload's pod template (what a Service's named targetPort refers to). */
 export interface ContainerPort {
+  /** The port's name; "" when unnamed. */
   name: string;
+  /** The port number in the pod. */
   containerPort: number;
+  /** Its protocol (default TCP). */
   protocol: Protocol;
 }
 
+/** A Deployment, StatefulSet, ReplicaSet, DaemonSet or Pod, as far as endpoint simulation reads it. */
 export interface Workload {
+  /** `Deployment`, `StatefulSet`, `ReplicaSet`, `DaemonSet` or `Pod`. */
   kind: string;
+  /** The object's namespace. */
   namespace: string;
+  /** The object's name. */
   name: string;
+  /** Pods it runs: spec.replicas (default 1); 1 for a DaemonSet (one per node) and a Pod. */
   replicas: number;
+  /** The labels of its pods (the pod template's), which Services select on. */
   podLabels: Record<string, string>;
+  /** The containers' ports. */
   ports: ContainerPort[];
   /** Pods only: status.podIPs, when present. */
   podIPs: string[];
@@ -36,6 +47,7 @@ export interface Workload {
   nodeName?: string;
   /** Pods only: false when status.conditions says Ready is not True. */
   ready?: boolean;
+  /** Where the object was read from. */
   origin?: Origin;
 }
 

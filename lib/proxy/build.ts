@@ -154,7 +154,8 @@ const portKey = (sp: ServicePortInfo) => `${sp.spn} ${sp.protocol}`;
 function servicePortsOf(state: ClusterState, opts: BuildOptions, sync: SyncContext, optsKey: string) {
   const ports: ServicePortInfo[] = [];
   const spOpts = { family: opts.family, loadBalancerIPMode: opts.loadBalancerIPMode };
-  const known = sync.cache && sync.cache.optsKey === optsKey ? sync.cache.servicePorts : new WeakMap();
+  const known =
+    sync.cache && sync.cache.optsKey === optsKey ? sync.cache.servicePorts : new WeakMap<object, ServicePortInfo[]>();
   for (const svc of state.services) {
     // The same Service object as last time (the tracker keeps unchanged ones) = the same ports.
     let list = known.get(svc);

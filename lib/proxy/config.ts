@@ -11,9 +11,13 @@ import type { DetectLocalMode, ProxyConfig } from "./options.ts";
 
 /** Daemon settings from the same file (used by `kip sync`). */
 export interface DaemonConfig {
+  /** `syncPeriod`, in seconds: the longest time between full syncs. */
   syncPeriodSeconds?: number;
+  /** `minSyncPeriod`, in seconds: the shortest time between syncs. */
   minSyncPeriodSeconds?: number;
+  /** `healthzBindAddress`, `IP:PORT`. */
   healthzBindAddress?: string;
+  /** `metricsBindAddress`, `IP:PORT`. */
   metricsBindAddress?: string;
 }
 
@@ -64,9 +68,13 @@ export const check = {
     Number.isInteger(n) && n >= 0 && n <= 31 ? undefined : `masquerade bit ${n} is out of range (0-31)`,
 };
 
+/** What parseKubeProxyConfiguration read; apply `proxy` over defaultConfig(). */
 export interface ConfigResult {
+  /** The proxy settings the file sets (only those). */
   proxy: Partial<ProxyConfig>;
+  /** The daemon settings the file sets. */
   daemon: DaemonConfig;
+  /** Problems, at file:line; nothing should be used when there are any. */
   errors: Problem[];
 }
 

@@ -12,9 +12,12 @@ import {
   KUBE_SERVICES,
 } from "./chains.ts";
 
+/** The tables a jump rule can be in. */
 export type Table = "filter" | "nat" | "mangle" | "raw";
 
+/** One jump rule kube-proxy keeps in a built-in chain (spec §3.1). */
 export interface JumpRule {
+  /** The table. */
   table: Table;
   /** The built-in chain the rule sits in. */
   from: string;
@@ -22,6 +25,7 @@ export interface JumpRule {
   extraArgs: string[];
   /** "" = no comment. */
   comment: string;
+  /** The chain it jumps to. */
   to: string;
   /** Rows 13–14 mirror kubelet's KUBE-FIREWALL jumps: kube-proxy's cleanup leaves them. */
   kubelet: boolean;

@@ -43,12 +43,20 @@ export function servicePortName(namespace: string, name: string, portName: strin
 
 /** The per-service-port chain names (spec §2). */
 export interface ServiceChains {
+  /** `KUBE-SVC-…`: the Service port's cluster-wide endpoints. */
   svc: string;
+  /** `KUBE-SVL-…`: its local endpoints (traffic policy Local). */
   svl: string;
+  /** `KUBE-EXT-…`: traffic from outside (node ports, external and load-balancer IPs). */
   ext: string;
+  /** `KUBE-FW-…`: load-balancer source ranges. */
   fw: string;
 }
 
+/**
+ * The chain names of one Service port, from its ServicePortName string (`servicePortName`) and
+ * protocol.
+ */
 export function serviceChains(spn: string, protocol: Protocol): ServiceChains {
   const base = hash16(spn + protocol.toLowerCase());
   return { svc: SVC_PREFIX + base, svl: SVL_PREFIX + base, ext: EXT_PREFIX + base, fw: FW_PREFIX + base };

@@ -5,6 +5,10 @@
 import { cidrContains, type IPFamily, isLoopback, isUnspecified, parseCIDR, parseIP } from "../model/ip.ts";
 import { type Node, ZONE_LABEL } from "../model/types.ts";
 
+/**
+ * How kube-proxy tells traffic from local pods (`--detect-local-mode`): by the cluster CIDR, the node's
+ * pod CIDR, the bridge it arrives on, or an interface name prefix; None: it cannot.
+ */
 export type DetectLocalMode = "ClusterCIDR" | "NodeCIDR" | "BridgeInterface" | "InterfaceNamePrefix" | "None";
 
 /** Node-wide settings, with kube-proxy's names and defaults. */
@@ -13,14 +17,21 @@ export interface ProxyConfig {
   hostname: string;
   /** `--node-ip`: at most one per family. Empty: from bindAddress, the Node, or loopback. */
   nodeIPs: string[];
+  /** The config file's `bindAddress`: a specific address is the node IP when `nodeIPs` is empty (default `0.0.0.0`). */
   bindAddress: string;
   /** Comma-separated, at most one per family. */
   clusterCIDR: string;
+  /** `--detect-local-mode`; "" = ClusterCIDR, the default. */
   detectLocalMode: DetectLocalMode | "";
+  /** `--pod-bridge-interface` (BridgeInterface mode). */
   bridgeInterface: string;
+  /** `--pod-interface-name-prefix` (InterfaceNamePrefix mode). */
   interfaceNamePrefix: string;
+  /** `--masquerade-all`: masquerade every packet to a cluster IP. */
   masqueradeAll: boolean;
+  /** `--iptables-masquerade-bit` (0–31, default 14): the mark bit for packets to masquerade. */
   masqueradeBit: number;
+  /** `--iptables-localhost-nodeports` (default true): node ports also on 127.0.0.1 (IPv4). */
   localhostNodePorts: boolean;
   /** CIDRs, or `["primary"]`; empty = every local address. */
   nodePortAddresses: string[];
@@ -32,9 +43,11 @@ export interface ProxyConfig {
   nfacct: boolean;
   /** sysctl nf_conntrack_tcp_be_liberal is on: no INVALID drop rule. */
   conntrackTCPBeLiberal: boolean;
+  /** Feature gates that change rules (both default on, as in current kube-proxy). */
   featureGates: { PreferSameTrafficDistribution: boolean; LoadBalancerIPMode: boolean };
 }
 
+/** kube-proxy's defaults; set at least `hostname` (and `clusterCIDR` to detect local traffic). */
 export function defaultConfig(): ProxyConfig {
   return {
     hostname: "",
@@ -56,6 +69,7 @@ export function defaultConfig(): ProxyConfig {
   };
 }
 
+/** How local traffic is told apart, resolved for one family: the CIDR, bridge or prefix the rules match. */
 export type LocalDetector =
   | { mode: "ClusterCIDR" | "NodeCIDR"; cidr: string }
   | { mode: "BridgeInterface"; bridge: string }
@@ -64,13 +78,19 @@ export type LocalDetector =
 
 /** Everything the builder needs, already resolved for one family. */
 export interface BuildOptions {
+  /** The family these rules are for. */
   family: IPFamily;
+  /** This node's name: endpoints on it are local. */
   nodeName: string;
+  /** This node's zone label (topology hints); "" when unknown. */
   zone: string;
   /** This family's node IP, for "allow from node" in KUBE-FW (loopback when unknown). */
   nodeIP: string;
+  /** The mark bit for packets to masquerade. */
   masqueradeBit: number;
+  /** Masquerade every packet to a cluster IP. */
   masqueradeAll: boolean;
+  /** How local traffic is told apart. */
   localDetector: LocalDetector;
   /** This family's nodePortAddresses CIDRs; [] = match-all. */
   nodePortCIDRs: string[];
@@ -78,10 +98,15 @@ export interface BuildOptions {
   hostIPs: string[];
   /** localhostNodePorts effective (IPv4 and a CIDR covering 127.0.0.0). */
   localhostNodePorts: boolean;
+  /** MASQUERADE gets `--random-fully`. */
   randomFully: boolean;
+  /** Write `-m nfacct` matches (counters must exist first). */
   nfacct: boolean;
+  /** No rule dropping INVALID packets (`nf_conntrack_tcp_be_liberal` is on). */
   conntrackTCPBeLiberal: boolean;
+  /** Gate PreferSameTrafficDistribution: endpoints' node hints are honoured. */
   preferSameTrafficDistribution: boolean;
+  /** Gate LoadBalancerIPMode: load-balancer ingress with ipMode Proxy gets no rules. */
   loadBalancerIPMode: boolean;
 }
 

@@ -9,6 +9,7 @@ import type { IPFamily } from "../model/ip.ts";
 
 export type TableName = "filter" | "nat";
 
+/** One table's part of a ruleset. */
 export interface TableRules {
   /** Chains declared (`:NAME - [0:0]`), in write order. */
   chains: string[];
@@ -18,16 +19,25 @@ export interface TableRules {
 
 /** What one service port became: for `-o json`, explain and change tracking. */
 export interface ServicePortSummary {
+  /** `namespace/name`. */
   service: string;
+  /** kube-proxy's ServicePortName: `namespace/name`, plus `:port-name` when the port is named. */
   servicePortName: string;
+  /** `TCP`, `UDP` or `SCTP`. */
   protocol: string;
+  /** The Service's port. */
   port: number;
+  /** The cluster IP of this family. */
   clusterIP: string;
+  /** 0 when none. */
   nodePort: number;
+  /** spec.externalIPs of this family. */
   externalIPs: string[];
+  /** Load-balancer ingress IPs of this family that get rules. */
   loadBalancerIPs: string[];
   /** Chains written for this port (SVC/SVL/EXT/FW), in write order. */
   chains: string[];
+  /** Each endpoint with a KUBE-SEP chain: its `ip:port`, chain, conditions, and whether it is on this node. */
   endpoints: {
     address: string;
     chain: string;
@@ -38,13 +48,19 @@ export interface ServicePortSummary {
   }[];
   /** `REJECT` (no endpoints), `DROP` (no local endpoints), or "" when traffic is forwarded. */
   internalVerdict: "" | "REJECT" | "DROP";
+  /** The same for traffic from outside (node ports, external and load-balancer IPs). */
   externalVerdict: "" | "REJECT" | "DROP";
 }
 
+/** The engine's output for one family: the filter and nat tables kube-proxy restores, and a summary per Service port. */
 export interface Ruleset {
+  /** The family of every address in the rules. */
   family: IPFamily;
+  /** The filter table. */
   filter: TableRules;
+  /** The nat table. */
   nat: TableRules;
+  /** One summary per Service port, in write order. */
   services: ServicePortSummary[];
   /** Every nat chain the current services own (written or not): stale-chain GC keeps these. */
   activeNatChains: Set<string>;
@@ -52,6 +68,7 @@ export interface Ruleset {
   deletedNatChains: string[];
   /** Comments on SEP/SVC/SVL rules are left out above 1000 endpoints (spec §8.3). */
   largeCluster: boolean;
+  /** Endpoints over every Service port (decides `largeCluster`). */
   totalEndpoints: number;
   /** Nat rule lines of unchanged services a partial sync did not write (spec §8.5). */
   skippedNatRules: number;
@@ -130,14 +147,21 @@ export function toJSON(rs: Ruleset): object {
   };
 }
 
+/** Counts of a ruleset, as `kip render` prints them. */
 export interface Summary {
+  /** Distinct Services. */
   services: number;
+  /** Service ports. */
   servicePorts: number;
+  /** Endpoints, over every Service port. */
   endpoints: number;
+  /** Chains declared, filter and nat. */
   chains: number;
+  /** `-A` rules, filter and nat. */
   rules: number;
 }
 
+/** The counts of a ruleset. */
 export function summarize(rs: Ruleset): Summary {
   return {
     services: new Set(rs.services.map((s) => s.service)).size,
