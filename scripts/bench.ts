@@ -11,7 +11,8 @@
  *   bun scripts/bench.ts --live 10000    # as root: kip diff and kip cleanup against real
  *                                        # tables (nft and legacy) in a scratch namespace;
  *                                        # --runs K diff runs per backend (2); --kip PATH
- *                                        # measures another build (before/after)
+ *                                        # measures another build (before/after);
+ *                                        # --backends nft measures one backend
  *   bun scripts/bench.ts --sync 10000    # as root: kip sync's apply, partial syncs and
  *                                        # latency (scripts/bench_sync.ts)
  */
@@ -131,19 +132,25 @@ function seedTiming(runs = 20): number | undefined {
  * an error message. The peak is GNU time's (`%M`), not the spawn's own rusage: Bun starts
  * children with vfork, so a child's ru_maxrss starts at this (large) process's RSS.
  */
-function timed(argv: string[], out?: string): { ms: number; peakMB: number; status: number | null; stderr: string } {
+function timed(
+  argv: string[],
+  out?: string,
+): { ms: number; peakMB: number; cpuS: number; status: number | null; stderr: string } {
   const dir = mkdtempSync(join(tmpdir(), "kip-bench-time-"));
   const rss = join(dir, "rss");
   try {
     const t = performance.now();
-    const r = Bun.spawnSync(["/usr/bin/time", "-f", "%M", "-o", rss, ...argv], {
+    const r = Bun.spawnSync(["/usr/bin/time", "-f", "%M %U %S", "-o", rss, ...argv], {
       stdout: out ? Bun.file(out) : "pipe",
       stderr: "pipe",
     });
     const ms = performance.now() - t;
+    const fields = (readFileSync(rss, "utf8").trim().split("\n").pop() ?? "").split(" ");
     return {
       ms,
-      peakMB: Number(readFileSync(rss, "utf8").trim().split("\n").pop()) / 1024,
+      peakMB: Number(fields[0]) / 1024,
+      // User + system CPU: steadier than wall time on a machine shared with other work.
+      cpuS: Number(fields[1]) + Number(fields[2]),
       status: r.exitCode,
       stderr: `${r.stdout?.toString().slice(0, 2000) ?? ""}${r.stderr?.toString() ?? ""}`,
     };
@@ -158,15 +165,21 @@ const KIP = (() => {
   return i > 0 ? process.argv[i + 1] : "dist/kip";
 })();
 
+/** `--backends nft,legacy` (default both): the backends `--live` measures. */
+const BACKENDS = (() => {
+  const i = process.argv.indexOf("--backends");
+  return i > 0 ? process.argv[i + 1].split(",") : ["nft", "legacy"];
+})();
+
 const NODE_FLAGS = ["--hostname-override", "node-0", "--cluster-cidr", "10.128.0.0/9"];
 
 /** The compiled `kip render` of an N × 10 cluster, start to finish, its output written to a file. */
-function renderE2E(n: number, runs: number): { ms: number; peakMB: number }[] {
+function renderE2E(n: number, runs: number): { ms: number; peakMB: number; cpuS: number }[] {
   const dir = mkdtempSync(join(tmpdir(), "kip-bench-"));
   try {
     const file = join(dir, "cluster.json");
     writeFileSync(file, syntheticCluster(n));
-    const out: { ms: number; peakMB: number }[] = [];
+    const out: { ms: number; peakMB: number; cpuS: number }[] = [];
     for (let i = 0; i < runs; i++) {
       const r = timed([KIP, "render", file, ...NODE_FLAGS], join(dir, "out.txt"));
       if (r.status !== 0) throw new Error(`kip render: ${r.stderr}`);
@@ -214,11 +227,11 @@ function live(n: number, runs: number): void {
   writeFileSync(file, text);
   const f = (ms: number) => (ms / 1000).toFixed(2);
   console.log(
-    `| backend (${n} × 10) | run | load s | iptables-save s | kip diff s | diff / save | kip diff peak RSS MB | in-process parse + normalise + compare s | kip cleanup s |`,
+    `| backend (${n} × 10) | run | load s | iptables-save s | kip diff s | diff / save | kip diff CPU s (user + sys) | kip diff peak RSS MB | in-process parse + normalise + compare s | kip cleanup s |`,
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   try {
-    for (const backend of ["nft", "legacy"]) {
+    for (const backend of BACKENDS) {
       const ns = `kip-bench-${process.pid}`;
       sh(["ip", "netns", "add", ns]);
       try {
@@ -243,7 +256,7 @@ function live(n: number, runs: number): void {
           if (last && /:KUBE-/.test(inNs([`iptables-${backend}-save`]).stdout))
             throw new Error("cleanup left KUBE chains");
           console.log(
-            `| ${backend} | ${run} | ${run === 1 ? f(load.ms) : ""} | ${f(save.ms)} | ${f(diff.ms)} | ${(diff.ms / save.ms).toFixed(2)}× | ${diff.peakMB.toFixed(0)} | ${run === 1 ? f(cmp) : ""} | ${clean ? f(clean.ms) : ""} |`,
+            `| ${backend} | ${run} | ${run === 1 ? f(load.ms) : ""} | ${f(save.ms)} | ${f(diff.ms)} | ${(diff.ms / save.ms).toFixed(2)}× | ${diff.cpuS.toFixed(2)} | ${diff.peakMB.toFixed(0)} | ${run === 1 ? f(cmp) : ""} | ${clean ? f(clean.ms) : ""} |`,
           );
         }
       } finally {
@@ -298,11 +311,11 @@ if (process.argv[2] === "--sync") {
     );
   if (spawnSync(KIP, ["--version"]).status === 0) {
     console.log(`\ncompiled \`kip render\` (${KIP}), start to finish, output to a file:\n`);
-    console.log("| services × 10 eps | run | wall ms | peak RSS MB |");
-    console.log("|---:|---:|---:|---:|");
+    console.log("| services × 10 eps | run | wall ms | CPU ms (user + sys) | peak RSS MB |");
+    console.log("|---:|---:|---:|---:|---:|");
     for (const n of sizes)
       for (const [i, r] of renderE2E(n, runsArg()).entries())
-        console.log(`| ${n} | ${i + 1} | ${f(r.ms)} | ${f(r.peakMB)} |`);
+        console.log(`| ${n} | ${i + 1} | ${f(r.ms)} | ${f(r.cpuS * 1000)} | ${f(r.peakMB)} |`);
   }
   const seed = seedTiming();
   console.log(

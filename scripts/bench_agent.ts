@@ -1,6 +1,6 @@
 /**
  * `bun scripts/bench_agent.ts [--mode manifests|apiserver] [--services N] [--files F] [--idle S]
- * [--changes C] [--backend nft|legacy] [--binary PATH]` (as root): `kip sync` as a node agent,
+ * [--changes C] [--backend nft|legacy] [--binary PATH] [--trace]` (as root): `kip sync` as a node agent,
  * a real process in a scratch network namespace, N Services × 10 endpoints (default 10000):
  * - the first full sync (start → "synced type=full");
  * - idle CPU (utime+stime of kip and the iptables it waited for, over S seconds (60) from
@@ -100,6 +100,8 @@ const q = (xs: number[], p: number) =>
 
 class Lines {
   lines: string[] = [];
+  /** When each line arrived (performance.now()). */
+  times: number[] = [];
   private wake?: () => void;
   constructor(child: ChildProcess) {
     let buf = "";
@@ -107,7 +109,10 @@ class Lines {
       buf += b.toString("utf8");
       const parts = buf.split("\n");
       buf = parts.pop() ?? "";
-      for (const l of parts) this.lines.push(l);
+      for (const l of parts) {
+        this.lines.push(l);
+        this.times.push(performance.now());
+      }
       this.wake?.();
     };
     child.stdout?.on("data", on);
@@ -191,6 +196,18 @@ async function main(): Promise<void> {
     const first = await out.wait(/ synced .*type=full/, 0, 600_000);
     const firstS = (first.at - t0) / 1000;
     const hwmFirst = proc(pid).hwmMB;
+    // After the first sync, RSS every 50 ms, to say when the peak came and what the daemon
+    // had just logged (samples taken only after each change miss a peak between them).
+    const after = { rss: 0, at: 0, phase: "idle", line: "" };
+    let phase = "idle";
+    /** The first 5 s after the first sync, every sample (--trace: printed with the log lines). */
+    const trace: [number, number][] = [];
+    const sampler = setInterval(() => {
+      const r = proc(pid).rssMB;
+      if (performance.now() - first.at < 5000) trace.push([performance.now(), r]);
+      if (r > after.rss)
+        Object.assign(after, { rss: r, at: (performance.now() - t0) / 1000, phase, line: out.lines.at(-1) ?? "" });
+    }, 50);
 
     // Idle: nothing changes.
     await sleep(SETTLE_S * 1000); // the first sync's garbage is collected first
@@ -208,6 +225,7 @@ async function main(): Promise<void> {
     const idleSelf = ((b.self - a.self) / hz / idleS) * 100;
 
     // Changes: one endpoint of one Service each, spaced 0.5–1.5 s.
+    phase = "changes";
     const lat: number[] = [];
     let from = out.lines.length;
     const rssBusy: number[] = [];
@@ -222,6 +240,7 @@ async function main(): Promise<void> {
       rssBusy.push(proc(pid).rssMB);
     }
     const end = proc(pid);
+    clearInterval(sampler);
     if (lat.length === 0) lat.push(Number.NaN);
     if (rssBusy.length === 0) rssBusy.push(Number.NaN);
     const warnings = out.lines.filter((l) => / WARN /.test(l)).length;
@@ -238,6 +257,17 @@ async function main(): Promise<void> {
     );
     const slow = lat.filter((x) => x > 1500).length;
     console.log(`\nchanges over 1.5 s: ${slow} of ${lat.length}`);
+    if (process.argv.includes("--trace")) {
+      const events: [number, string][] = [
+        ...trace.map(([t, r]): [number, string] => [t, `RSS ${f0(r)} MB`]),
+        ...out.times.map((t, i): [number, string] => [t, out.lines[i].slice(0, 160)]),
+      ].filter(([t]) => t >= first.at - 2000 && t < first.at + 5000);
+      events.sort((x, y) => x[0] - y[0]);
+      for (const [t, what] of events) console.log(`${((t - first.at) / 1000).toFixed(2)} s  ${what}`);
+    }
+    console.log(
+      `highest RSS sampled after the first sync (every 50 ms): ${f0(after.rss)} MB at ${after.at.toFixed(1)} s (${after.phase}), after: ${after.line.slice(0, 300)}`,
+    );
   } finally {
     kip?.kill("SIGTERM");
     api?.kill("SIGTERM");

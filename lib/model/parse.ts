@@ -69,12 +69,31 @@ export function findDuplicateJSONKey(text: string): { offset: number; key: strin
 /**
  * One linear pass over JSON text: the first key repeated inside one object (JSON.parse keeps
  * the last silently), and where lists and maps first nest deeper than the limit.
+ *
+ * Keys are compared where they lie in the text (offset and length on a stack, char by char
+ * against the same object's earlier keys), not sliced into a Set per object: a 10k-Service
+ * dump has ~700k keys in ~300k objects, and the Sets and slices were a quarter of loading.
+ * An object with many keys, or one with an escaped key, switches to a Set of decoded keys.
  */
 export function scanJSON(text: string): { duplicate?: { offset: number; key: string }; tooDeep?: number } {
-  const stack: (Set<string> | null)[] = [];
+  /** Per open list or map: -1 for a list, else the index of the map's first key in keyAt. */
+  const frames: number[] = [];
+  /** A map's decoded keys once it left the fast path (by depth). */
+  const sets: (Set<string> | undefined)[] = [];
+  let keyAt = new Int32Array(1024);
+  let keyLen = new Int32Array(1024);
+  let keys = 0;
   let duplicate: { offset: number; key: string } | undefined;
   let expectKey = false;
   const n = text.length;
+  const decode = (raw: string): string | undefined => {
+    if (!raw.includes("\\")) return raw;
+    try {
+      return JSON.parse(`"${raw}"`) as string;
+    } catch {
+      return undefined; // a bad escape: JSON.parse reports it
+    }
+  };
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c === 34 /* " */) {
@@ -89,31 +108,64 @@ export function scanJSON(text: string): { duplicate?: { offset: number; key: str
         escaped = true;
         j++;
       }
-      const top = stack[stack.length - 1];
-      if (expectKey && top && !duplicate) {
-        const raw = text.slice(i + 1, j);
-        let key = raw;
-        if (escaped || raw.includes("\\")) {
-          try {
-            key = JSON.parse(`"${raw}"`) as string;
-          } catch {
-            return { duplicate }; // a bad escape: JSON.parse reports it
-          }
+      const depth = frames.length - 1;
+      const base = depth >= 0 ? frames[depth] : -1;
+      if (expectKey && base >= 0 && !duplicate) {
+        const start = i + 1;
+        const len = j - start;
+        let backslash = escaped;
+        for (let y = start; y < j && !backslash; y++) backslash = text.charCodeAt(y) === 92;
+        let set = sets[depth];
+        if (set === undefined && (backslash || keys - base >= 16)) {
+          // Off the fast path: this map's keys so far, decoded, into a Set.
+          set = new Set();
+          for (let x = base; x < keys; x++) set.add(decode(text.slice(keyAt[x], keyAt[x] + keyLen[x])) ?? "");
+          sets[depth] = set;
         }
-        if (top.has(key)) duplicate = { offset: i, key };
-        top.add(key);
+        if (set !== undefined) {
+          const key = decode(text.slice(start, j));
+          if (key === undefined) return { duplicate };
+          if (set.has(key)) duplicate = { offset: i, key };
+          set.add(key);
+        } else {
+          for (let x = base; x < keys; x++) {
+            if (keyLen[x] !== len) continue;
+            const at = keyAt[x];
+            let y = 0;
+            while (y < len && text.charCodeAt(at + y) === text.charCodeAt(start + y)) y++;
+            if (y === len) {
+              duplicate = { offset: i, key: text.slice(start, j) };
+              break;
+            }
+          }
+          if (keys === keyAt.length) {
+            const grownAt = new Int32Array(keys * 2);
+            grownAt.set(keyAt);
+            keyAt = grownAt;
+            const grownLen = new Int32Array(keys * 2);
+            grownLen.set(keyLen);
+            keyLen = grownLen;
+          }
+          keyAt[keys] = start;
+          keyLen[keys] = len;
+          keys++;
+        }
       }
       expectKey = false;
       i = j;
     } else if (c === 123 /* { */ || c === 91 /* [ */) {
-      if (stack.length >= LIMITS.nestingDepth) return { duplicate, tooDeep: i };
-      stack.push(c === 123 ? new Set() : null);
+      if (frames.length >= LIMITS.nestingDepth) return { duplicate, tooDeep: i };
+      frames.push(c === 123 ? keys : -1);
+      sets[frames.length - 1] = undefined;
       expectKey = c === 123;
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
-      stack.pop();
+      const base = frames.pop();
+      // A closed map's keys leave the stack; its parent's keys below stay contiguous.
+      if (base !== undefined && base >= 0) keys = base;
+      if (frames.length < sets.length) sets[frames.length] = undefined;
       expectKey = false;
     } else if (c === 44 /* , */) {
-      expectKey = stack.length > 0 && stack[stack.length - 1] !== null;
+      expectKey = frames.length > 0 && frames[frames.length - 1] >= 0;
     }
   }
   return { duplicate };

@@ -4,6 +4,15 @@ import { cidrContains, joinHostPort, parseCIDR, parseIP } from "../../lib/model/
 test("IPv4 with leading zeros is decimal, written canonically", () => {
   expect(parseIP("010.001.0.1")?.text).toBe("10.1.0.1");
   expect(parseIP("010.096.000.001")?.text).toBe("10.96.0.1");
+  expect(parseIP("1.2.3.00")?.text).toBe("1.2.3.0");
+  expect(parseIP("0.0.0.0")?.text).toBe("0.0.0.0");
+  expect(parseIP("10.0.100.1")?.bytes).toEqual([10, 0, 100, 1]);
+  expect(parseIP("255.255.255.255")?.bytes).toEqual([255, 255, 255, 255]);
+});
+
+test("a canonical IPv4 text is kept as given (the loader keeps no second copy)", () => {
+  const s = ["10.128", "0.5"].join(".");
+  expect(parseIP(s)?.text).toBe(s);
 });
 
 test("IPv6 in RFC 5952 form", () => {
@@ -16,6 +25,12 @@ test("anything that is not a plain address is refused", () => {
     "",
     "1.2.3",
     "1.2.3.4.5",
+    "1..2.3",
+    "1.2.3.4.",
+    ".1.2.3",
+    "1.2.3.1000",
+    "1.2.3.256",
+    "1.256.3.4",
     "256.1.1.1",
     "1.2.3.4 ",
     " 1.2.3.4",

@@ -21,6 +21,22 @@ test("the JSON duplicate scan handles escapes and nesting", () => {
   expect(findDuplicateJSONKey('{"a": "}{\\\\", "b": {"a": 1}}')).toBeUndefined();
   expect(findDuplicateJSONKey('[{"a":1},{"a":1}]')).toBeUndefined();
   expect(findDuplicateJSONKey('{"\\u0061": 1, "a": 2}')?.key).toBe("a");
+  expect(findDuplicateJSONKey('{"ab": 1, "a\\u0062": 2}')?.key).toBe("ab");
+});
+
+test("the JSON duplicate scan: keys after a nested map, prefixes, and maps with many keys", () => {
+  // The nested map's keys leave the stack; the outer map's keys around it are still compared.
+  const at = (t: string) => findDuplicateJSONKey(t);
+  expect(at('{"a": {"b": 1, "c": 2}, "b": 3, "a": 4}')).toEqual({ offset: 32, key: "a" });
+  expect(at('{"a": {"b": 1, "c": 2}, "b": 3}')).toBeUndefined();
+  expect(at('{"ab": 1, "a": 2, "abc": 3, "b": 4}')).toBeUndefined();
+  expect(at('{"a": [{"a": 1}, {"a": 2}], "b": {"a": {"a": 1}}}')).toBeUndefined();
+  // Past 16 keys a map is checked with a Set: before and after the switch.
+  const many = (extra: string) => `{${Array.from({ length: 20 }, (_, i) => `"k${i}": ${i}`).join(", ")}${extra}}`;
+  expect(at(many(""))).toBeUndefined();
+  expect(at(many(', "k3": 0'))?.key).toBe("k3");
+  expect(at(many(', "k19": 0'))?.key).toBe("k19");
+  expect(at(many(', "k\\u0031": 0'))?.key).toBe("k1");
 });
 
 test("JSON syntax errors carry a line", () => {
