@@ -6,33 +6,36 @@ import type { Protocol } from "../model/types.ts";
 import { sha256Words } from "../util/sha256.ts";
 import { EXT_PREFIX, FW_PREFIX, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX } from "./chains.ts";
 
-const B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/** RFC 4648 base32's alphabet, as character codes. */
+const B32 = new Uint8Array([..."ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"].map((c) => c.charCodeAt(0)));
 
-/** First 16 chars of RFC 4648 base32 of SHA-256: 80 bits, so only 10 digest bytes matter. */
+/**
+ * First 16 chars of RFC 4648 base32 of SHA-256: 80 bits, so only the first two and a half
+ * digest words matter. One fromCharCode call makes a flat string (16 concatenations made a
+ * rope that every later Map lookup of the name flattened again).
+ */
 export function hash16(text: string): string {
   const h = sha256Words(text);
-  return (
-    b32x8(h[0] >>> 24, h[0] >>> 16, h[0] >>> 8, h[0], h[1] >>> 24) +
-    b32x8(h[1] >>> 16, h[1] >>> 8, h[1], h[2] >>> 24, h[2] >>> 16)
-  );
-}
-
-/** Five bytes (low 8 bits of each argument) → eight base32 digits. */
-function b32x8(a: number, b: number, c: number, d: number, e: number): string {
-  a &= 255;
-  b &= 255;
-  c &= 255;
-  d &= 255;
-  e &= 255;
-  return (
-    B32[a >> 3] +
-    B32[((a & 7) << 2) | (b >> 6)] +
-    B32[(b >> 1) & 31] +
-    B32[((b & 1) << 4) | (c >> 4)] +
-    B32[((c & 15) << 1) | (d >> 7)] +
-    B32[(d >> 2) & 31] +
-    B32[((d & 3) << 3) | (e >> 5)] +
-    B32[e & 31]
+  const w0 = h[0];
+  const w1 = h[1];
+  const w2 = h[2];
+  return String.fromCharCode(
+    B32[w0 >>> 27],
+    B32[(w0 >>> 22) & 31],
+    B32[(w0 >>> 17) & 31],
+    B32[(w0 >>> 12) & 31],
+    B32[(w0 >>> 7) & 31],
+    B32[(w0 >>> 2) & 31],
+    B32[((w0 & 3) << 3) | (w1 >>> 29)],
+    B32[(w1 >>> 24) & 31],
+    B32[(w1 >>> 19) & 31],
+    B32[(w1 >>> 14) & 31],
+    B32[(w1 >>> 9) & 31],
+    B32[(w1 >>> 4) & 31],
+    B32[((w1 & 15) << 1) | (w2 >>> 31)],
+    B32[(w2 >>> 26) & 31],
+    B32[(w2 >>> 21) & 31],
+    B32[(w2 >>> 16) & 31],
   );
 }
 
