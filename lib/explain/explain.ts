@@ -12,21 +12,6 @@ import type { Explanation, HostFacts, Outcome, Packet, Verdict, WalkOptions } fr
 import { packetFamily, walkOnce } from "./walk.ts";
 
 export { compileTables, type RuleTables } from "./tables.ts";
-export type {
-  Event,
-  Explanation,
-  From,
-  HostFacts,
-  Masquerade,
-  Outcome,
-  Packet,
-  Proto,
-  Route,
-  TreeNode,
-  UnknownMatch,
-  Verdict,
-  WalkOptions,
-} from "./types.ts";
 
 /**
  * Walk the first packet of a new connection through the nat and filter tables of `rules`: an
