@@ -14,7 +14,7 @@ import { ProbeAnnotationIgnored, ProbingSource } from "../lib/sources/probing.ts
 import type { Source } from "../lib/sources/source.ts";
 import { DEFAULT_BATCH } from "../lib/sync/batch.ts";
 import { cleanStaleUDP, udpTargets } from "../lib/sync/conntrack.ts";
-import { Daemon } from "../lib/sync/daemon.ts";
+import { bunGC, Daemon } from "../lib/sync/daemon.ts";
 import { close, HealthCheckServers, HealthState, healthzServer, listen, metricsServer } from "../lib/sync/http.ts";
 import { streamChainNames } from "../lib/sync/live_chains.ts";
 import { createLogger } from "../lib/sync/log.ts";
@@ -164,6 +164,7 @@ export async function runSync(opts: SyncFlags, io: IO): Promise<number> {
           syncPeriodMs: syncPeriod,
           now: () => realClock.now(),
           liveChains: (table) => streamChainNames(runner.saveArgv(table), table),
+          collect: bunGC(),
           dryRun: opts.dryRun
             ? (family, inputs, jumps) => {
                 const tool = family === "IPv6" ? "ip6tables" : "iptables";

@@ -11,6 +11,9 @@
  * - one endpoint change → rules live (the sync's "synced" line, logged after iptables-restore
  *   returned), C changes spaced 0.5–1.5 s, p50 / p99 / max, default min-sync-period (1 s) and
  *   sync period (30 s): the periodic work (stale-chain check, canaries) falls into this window.
+ * - with --later-full-sync: after the changes, the canary chains are deleted in the namespace
+ *   (as an iptables flush would), and the full sync that recreates the rules is timed and its
+ *   peak RSS sampled: the hourly / after-failure full sync, which runs beside the last build.
  * Manifests mode writes F files (one per namespace group) and changes one of them per change;
  * apiserver mode serves the objects from the in-repo test apiserver (HTTPS) in the namespace.
  * Prints a table; judges nothing. Runs `bun cli/main.ts` unless --binary is given.
@@ -33,6 +36,7 @@ const SETTLE_S = Number(arg("--settle", "10"));
 const CHANGES = Number(arg("--changes", "100"));
 const BACKEND = arg("--backend", "nft");
 const BINARY = arg("--binary", "");
+const LATER_FULL_SYNC = process.argv.includes("--later-full-sync");
 /** Runtime flags for `bun cli/main.ts` (e.g. --smol). */
 const BUN_FLAGS = arg("--bun-flags", "").split(" ").filter(Boolean);
 const ROOT = join(import.meta.dir, "..");
@@ -200,10 +204,13 @@ async function main(): Promise<void> {
     // had just logged (samples taken only after each change miss a peak between them).
     const after = { rss: 0, at: 0, phase: "idle", line: "" };
     let phase = "idle";
+    /** The highest RSS sampled in each phase. */
+    const phaseMax = new Map<string, number>();
     /** The first 5 s after the first sync, every sample (--trace: printed with the log lines). */
     const trace: [number, number][] = [];
     const sampler = setInterval(() => {
       const r = proc(pid).rssMB;
+      phaseMax.set(phase, Math.max(phaseMax.get(phase) ?? 0, r));
       if (performance.now() - first.at < 5000) trace.push([performance.now(), r]);
       if (r > after.rss)
         Object.assign(after, { rss: r, at: (performance.now() - t0) / 1000, phase, line: out.lines.at(-1) ?? "" });
@@ -239,6 +246,19 @@ async function main(): Promise<void> {
       lat.push(hit.at - t);
       rssBusy.push(proc(pid).rssMB);
     }
+    // A later full sync: the canary chains go, the daemon notices at its next check and
+    // recreates everything with a full build while the last build is still cached.
+    let later: { s: number; peakMB: number } | undefined;
+    if (LATER_FULL_SYNC) {
+      await sleep(2000);
+      phase = "later full sync";
+      const iptables = BACKEND === "legacy" ? "iptables-legacy" : "iptables-nft";
+      const t = performance.now();
+      for (const table of ["mangle", "nat", "filter"]) ipns([iptables, "-t", table, "-X", "KUBE-PROXY-CANARY"]);
+      const full = await out.wait(/ synced .*type=full/, out.lines.length, 180_000);
+      await sleep(1000);
+      later = { s: (full.at - t) / 1000, peakMB: phaseMax.get(phase) ?? Number.NaN };
+    }
     const end = proc(pid);
     clearInterval(sampler);
     if (lat.length === 0) lat.push(Number.NaN);
@@ -257,6 +277,10 @@ async function main(): Promise<void> {
     );
     const slow = lat.filter((x) => x > 1500).length;
     console.log(`\nchanges over 1.5 s: ${slow} of ${lat.length}`);
+    if (later)
+      console.log(
+        `later full sync (canary chains deleted): synced ${later.s.toFixed(1)} s after, RSS at most ${f0(later.peakMB)} MB while it ran (first sync's peak ${f0(hwmFirst)} MB)`,
+      );
     if (process.argv.includes("--trace")) {
       const events: [number, string][] = [
         ...trace.map(([t, r]): [number, string] => [t, `RSS ${f0(r)} MB`]),

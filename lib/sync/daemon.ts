@@ -57,7 +57,7 @@ export interface DaemonOptions {
 }
 
 /** Bun's full (or, `full` false, young-generation), synchronous garbage collection; undefined elsewhere. */
-function bunGC(full = true): (() => void) | undefined {
+export function bunGC(full = true): (() => void) | undefined {
   const bun = (globalThis as { Bun?: { gc?: (force: boolean) => void } }).Bun;
   return bun?.gc ? () => bun.gc?.(full) : undefined;
 }

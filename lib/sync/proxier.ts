@@ -78,6 +78,12 @@ export interface ProxierOptions {
    * default: the runner's save, parsed.
    */
   liveChains?: (table: "nat") => Promise<string[]>;
+  /**
+   * A full garbage collection (Bun.gc), run before a full build that follows an earlier
+   * build: the last build's rules are garbage by then, and collecting them first lets the new
+   * build reuse their memory instead of growing the heap past the first sync's peak.
+   */
+  collect?: () => void;
 }
 
 /** nat chains kube-proxy rewrites on every sync, partial ones included (spec §8.1): its fixed ones. */
@@ -252,6 +258,13 @@ export class Proxier {
         } catch {
           // spec §8.2: a failed save skips the live chains this time (what kip wrote still counts)
         }
+      }
+      if (full && this.cache.ports.size > 0) {
+        // A full build reads nothing of the last one (at 10k × 10, ~70 MB of rules): let it
+        // go and collect it first. A later full sync (hourly, canary, failure) peaked 150–200
+        // MB above the first sync with both builds in the heap.
+        this.cache = newBuildCache();
+        this.o.collect?.();
       }
       const b0 = performance.now();
       const opts = resolveBuildOptions(this.o.config, this.o.family, state.node);

@@ -119,3 +119,31 @@ describe("kept records, one input at a time", () => {
     }
   });
 });
+
+describe("a later full sync", () => {
+  test("collects the last build before building again; the first full sync and partial syncs do not", async () => {
+    const runner = new FakeRunner("IPv4", "nft");
+    let collections = 0;
+    const p = new Proxier({
+      family: "IPv4",
+      runner,
+      config,
+      syncPeriodMs: 30_000,
+      now: () => 1000,
+      collect: () => collections++,
+    });
+    const s = state(20);
+    expect((await p.sync(s, new Set())).full).toBe(true);
+    expect(collections).toBe(0);
+    expect((await p.sync(s, new Set(["ns/s1"]))).full).toBe(false);
+    expect(collections).toBe(0);
+    const again = await p.sync(s, new Set(), true);
+    expect(again.full).toBe(true);
+    expect(collections).toBe(1);
+    // The rules are those of a build from scratch, and a partial sync after it reuses them.
+    const fresh = buildRules(s, resolveBuildOptions(config, "IPv4"), { summaries: false });
+    expect(again.ruleset?.nat.rules).toEqual(fresh.nat.rules);
+    expect((await p.sync(s, new Set(["ns/s2"]))).full).toBe(false);
+    expect(collections).toBe(1);
+  });
+});
