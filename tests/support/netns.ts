@@ -36,16 +36,77 @@ export function skipRealIptables(): boolean {
   return why !== undefined;
 }
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Namespaces tests name `<prefix><pid>-…`: withNetns's and the e2e topology's. */
+const TEST_NETNS = /^(?:kip-t|kipe2e-)(\d+)-/;
+
+/** Namespaces this process created and has not deleted yet (for the exit hook). */
+const live = new Set<string>();
+let exitHook = false;
+
+/** Delete a namespace after killing the processes left in it (a test's servers). */
+export function deleteNetns(ns: string): void {
+  const pids = exec(["ip", "netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean).map(Number);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
+  exec(["ip", "netns", "del", ns]);
+  live.delete(ns);
+}
+
+/**
+ * `ip netns add ns`, remembered until deleteNetns: a test that times out never reaches its
+ * `finally`, so whatever is left is deleted when this process exits, and by the next run
+ * (cleanupLeftovers) if it was killed.
+ */
+export function addNetns(ns: string): Exec {
+  if (!exitHook) {
+    exitHook = true;
+    cleanupLeftovers();
+    process.once("exit", () => {
+      for (const n of live) deleteNetns(n);
+    });
+  }
+  const r = exec(["ip", "netns", "add", ns]);
+  if (r.code === 0) live.add(ns);
+  return r;
+}
+
+/** Remove the namespaces of earlier test runs whose process is gone; returns their names. */
+export function cleanupLeftovers(): string[] {
+  const removed: string[] = [];
+  for (const line of exec(["ip", "netns", "list"]).stdout.split("\n")) {
+    const ns = line.trim().split(/\s+/)[0];
+    const m = ns ? TEST_NETNS.exec(ns) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid ? live.has(ns) : pidAlive(pid)) continue;
+    deleteNetns(ns);
+    removed.push(ns);
+  }
+  return removed;
+}
+
 /** Create a namespace, run fn inside its lifetime, delete it afterwards whatever happens. */
 export async function withNetns<T>(
   fn: (ns: string, run: (argv: string[], input?: string) => Exec) => T | Promise<T>,
 ): Promise<T> {
   const ns = `kip-t${process.pid}-${++counter}`;
-  const add = exec(["ip", "netns", "add", ns]);
+  const add = addNetns(ns);
   if (add.code !== 0) throw new Error(`ip netns add ${ns}: ${add.stderr}`);
   try {
     return await fn(ns, (argv, input) => exec(["ip", "netns", "exec", ns, ...argv], input));
   } finally {
-    exec(["ip", "netns", "del", ns]);
+    deleteNetns(ns);
   }
 }

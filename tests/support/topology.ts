@@ -24,7 +24,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { JUMP_RULES, jumpRuleArgs } from "../../lib/proxy/jumps.ts";
 import { kip } from "./binary.ts";
-import { type Exec, exec } from "./netns.ts";
+import { addNetns, deleteNetns, type Exec, exec } from "./netns.ts";
 
 export type Backend = "nft" | "legacy";
 export const BACKENDS: readonly Backend[] = ["nft", "legacy"];
@@ -114,53 +114,6 @@ function must(r: Exec, what: string): Exec {
   return r;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-function listNetns(): string[] {
-  const r = exec(["ip", "netns", "list"]);
-  return r.stdout
-    .split("\n")
-    .map((l) => l.trim().split(/\s+/)[0])
-    .filter(Boolean);
-}
-
-/** Delete a namespace after killing the processes left in it (our pod servers). */
-function deleteNetns(ns: string): void {
-  const pids = exec(["ip", "netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean).map(Number);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
-  }
-  exec(["ip", "netns", "del", ns]);
-}
-
-/** Remove namespaces of earlier runs (`kipe2e-<pid>-…`) whose test process is gone. */
-export function cleanupLeftovers(): string[] {
-  const removed: string[] = [];
-  for (const ns of listNetns()) {
-    const m = /^kipe2e-(\d+)-/.exec(ns);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    if (pid !== process.pid && pidAlive(pid)) continue;
-    if (pid === process.pid && live.has(ns)) continue;
-    deleteNetns(ns);
-    removed.push(ns);
-  }
-  return removed;
-}
-
-/** Namespaces this process created and has not deleted yet (for the exit hook). */
-const live = new Set<string>();
-let exitHook = false;
-
 /** Wait for `cond` with a deadline, polling every `everyMs`. */
 export async function waitFor(
   what: string,
@@ -177,13 +130,6 @@ export async function waitFor(
 
 /** Build the topology for one backend. Throws (after cleaning up) when any step fails. */
 export async function startTopology(backend: Backend): Promise<Topology> {
-  cleanupLeftovers();
-  if (!exitHook) {
-    exitHook = true;
-    process.once("exit", () => {
-      for (const ns of live) deleteNetns(ns);
-    });
-  }
   const tag = `${backend}${++counter}`;
   const roles: Role[] = ["node", "pod1", "pod2", "pod3", "client", "ext", "ext2"];
   const ns = Object.fromEntries(roles.map((r) => [r, `${PREFIX}${process.pid}-${tag}-${r}`])) as Record<Role, string>;
@@ -219,7 +165,6 @@ export async function startTopology(backend: Backend): Promise<Topology> {
     clearTimeout(timer);
     for (const r of roles) {
       deleteNetns(ns[r]);
-      live.delete(ns[r]);
     }
   };
 
@@ -243,8 +188,7 @@ export async function startTopology(backend: Backend): Promise<Topology> {
 
   try {
     for (const r of roles) {
-      must(exec(["ip", "netns", "add", ns[r]]), `ip netns add ${ns[r]}`);
-      live.add(ns[r]);
+      must(addNetns(ns[r]), `ip netns add ${ns[r]}`);
       ipn(r, ["link", "set", "lo", "up"]);
     }
 
