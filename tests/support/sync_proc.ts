@@ -4,6 +4,7 @@
  */
 import { afterEach } from "bun:test";
 import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
 import { ensureBinary } from "./binary.ts";
 import type { Exec } from "./netns.ts";
 
@@ -11,6 +12,25 @@ import type { Exec } from "./netns.ts";
 export const FAST = ["--iptables-min-sync-period", "100ms", "--iptables-sync-period", "1s", "--rescan-period", "200ms"];
 /** HTTP servers on free loopback ports (the log line "serving healthz=… metrics=…" says which). */
 export const LOOPBACK_PORTS = ["--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0"];
+
+/**
+ * `kip sync` over the manifests in `dir` for node `host`, IPv4, the FAST periods, its state in
+ * `dir/state`; `extra` flags in between.
+ */
+export function manifestsSyncArgs(dir: string, host: string, ...extra: string[]): string[] {
+  return [
+    "--manifests",
+    dir,
+    "--hostname-override",
+    host,
+    "--ip-families",
+    "IPv4",
+    ...FAST,
+    ...extra,
+    "--state-dir",
+    join(dir, "state"),
+  ];
+}
 
 export interface SyncProc {
   lines: string[];

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { loadManifests } from "../../lib/model/load.ts";
 import { parseConntrack, staleFlows, staleGroups, udpTargets } from "../../lib/sync/conntrack.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
-import { eventually, FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { eventually, LOOPBACK_PORTS, manifestsSyncArgs, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const DNS = (eps: string[]) => `apiVersion: v1
 kind: Service
@@ -129,18 +129,7 @@ describe.skipIf(skip)("conntrack cleanup for real", () => {
       ];
       expect(run(flow("10.244.1.20", "10.244.0.9", "5000")).code).toBe(0);
       expect(run(flow("10.244.1.21", "10.244.0.8", "5001")).code).toBe(0);
-      const p = startSync(ns, [
-        "--manifests",
-        dir,
-        "--hostname-override",
-        "n",
-        "--ip-families",
-        "IPv4",
-        ...FAST,
-        ...LOOPBACK_PORTS,
-        "--state-dir",
-        join(dir, "state"),
-      ]);
+      const p = startSync(ns, manifestsSyncArgs(dir, "n", ...LOOPBACK_PORTS));
       procs.push(p);
       await p.waitForLog(/synced family=IPv4 type=full ok=true/);
       writeFileSync(join(dir, "dns.yaml"), DNS(["10.244.0.8"]));
@@ -166,18 +155,7 @@ describe.skipIf(skip)("conntrack cleanup for real", () => {
         ["ip", "route", "add", "10.96.0.0/12", "dev", "d0"],
       ])
         expect(run(argv).stderr).toBe("");
-      const p = startSync(ns, [
-        "--manifests",
-        dir,
-        "--hostname-override",
-        "n",
-        "--ip-families",
-        "IPv4",
-        ...FAST,
-        ...LOOPBACK_PORTS,
-        "--state-dir",
-        join(dir, "state"),
-      ]);
+      const p = startSync(ns, manifestsSyncArgs(dir, "n", ...LOOPBACK_PORTS));
       procs.push(p);
       await p.waitForLog(/synced family=IPv4 type=full ok=true/);
       // 5,000 clients of the DNS Service: one datagram from each of 5,000 distinct ports, DNATed by

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { cachedDebugBody, HealthState, healthzServer, isLoopbackPeer, listen } from "../../lib/sync/http.ts";
 import type { RestoreRecord } from "../../lib/sync/proxier.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";
-import { eventually, FAST, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { eventually, LOOPBACK_PORTS, manifestsSyncArgs, startSync, stopAfterEach } from "../support/sync_proc.ts";
 
 const LB = `apiVersion: v1
 kind: Service
@@ -104,22 +104,18 @@ describe.skipIf(skip)("kip sync's network surfaces", () => {
       writeFileSync(join(dir, "lb.yaml"), LB);
       await withNetns(async (ns, run) => {
         node(run);
-        const p = startSync(ns, [
-          "--manifests",
-          dir,
-          "--hostname-override",
-          "node1",
-          "--ip-families",
-          "IPv4",
-          ...FAST,
-          "--healthz-bind-address",
-          "127.0.0.1:0",
-          "--metrics-bind-address",
-          "0.0.0.0:0",
-          ...(open ? ["--debug-from-network"] : []),
-          "--state-dir",
-          join(dir, "state"),
-        ]);
+        const p = startSync(
+          ns,
+          manifestsSyncArgs(
+            dir,
+            "node1",
+            "--healthz-bind-address",
+            "127.0.0.1:0",
+            "--metrics-bind-address",
+            "0.0.0.0:0",
+            ...(open ? ["--debug-from-network"] : []),
+          ),
+        );
         procs.push(p);
         const port = /metrics=\S+:(\d+)/.exec(await p.waitForLog(/serving healthz=\S+ metrics=\S+/))?.[1];
         await p.waitForLog(/synced family=IPv4 type=full ok=true/);
@@ -135,23 +131,10 @@ describe.skipIf(skip)("kip sync's network surfaces", () => {
     writeFileSync(join(dir, "lb.yaml"), LB);
     await withNetns(async (ns, run) => {
       node(run);
-      const p = startSync(ns, [
-        "--manifests",
-        dir,
-        "--hostname-override",
-        "node1",
-        "--ip-families",
-        "IPv4",
-        "--nodeport-addresses",
-        "10.1.1.0/24",
-        ...FAST,
-        "--healthz-bind-address",
-        "127.0.0.1:0",
-        "--metrics-bind-address",
-        "127.0.0.1:0",
-        "--state-dir",
-        join(dir, "state"),
-      ]);
+      const p = startSync(
+        ns,
+        manifestsSyncArgs(dir, "node1", "--nodeport-addresses", "10.1.1.0/24", ...LOOPBACK_PORTS),
+      );
       procs.push(p);
       await p.waitForLog(/synced family=IPv4 type=full ok=true/);
       // The servers start right after the sync that first needs them.
