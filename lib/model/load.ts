@@ -2,7 +2,7 @@
  * Manifests (text) → ClusterState, with every problem located at file:line and field path.
  */
 import { bare, quote } from "../util/quote.ts";
-import { type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
+import { DeferredParseError, type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
 import { type PolicyCheck, servicePolicyProblems } from "./policy.ts";
 import { PROBE_ANNOTATION, parseReadinessProbe } from "./probe.ts";
 import {
@@ -144,6 +144,24 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
   const workloads: Workload[] = [];
   const skipped = new Map<string, number>();
   const seen = new Map<string, Origin>();
+  /** Where everything stands before a file: what rolling its objects back returns to. */
+  const marks = () => {
+    const lists = [errors, warnings, notes, services, slices, endpoints, nodes, workloads] as unknown[][];
+    const lengths = lists.map((l) => l.length);
+    const seenBefore = seen.size;
+    const skippedBefore = new Map(skipped);
+    return {
+      rollBack() {
+        lists.forEach((l, i) => {
+          l.length = lengths[i];
+        });
+        let i = 0;
+        for (const key of [...seen.keys()]) if (i++ >= seenBefore) seen.delete(key);
+        skipped.clear();
+        for (const [k, n] of skippedBefore) skipped.set(k, n);
+      },
+    };
+  };
 
   const visit = (doc: ParsedDoc, input: unknown, base: Path) => {
     let value = input;
@@ -291,9 +309,17 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
   };
 
   for (const { file, text } of withoutBuildInputs(files, notes)) {
-    const parsed = parseManifestText(file, text);
+    const parsed = parseManifestText(file, text, { splitLists: true });
     errors.push(...parsed.errors);
-    for (const doc of parsed.docs) visit(doc, doc.value, doc.base);
+    const mark = marks();
+    try {
+      for (const doc of parsed.docs) visit(doc, doc.value, doc.base);
+    } catch (e) {
+      if (!(e instanceof DeferredParseError)) throw e;
+      // A List's item that is not JSON: the file is not, and none of it counts.
+      mark.rollBack();
+      errors.push(...e.errors);
+    }
   }
 
   // Endpoints are mirrored only where no EndpointSlice exists for the Service: a dump of a

@@ -29,8 +29,11 @@ export type Path = (string | number)[];
 /** One top-level object from a file. */
 export interface ParsedDoc {
   file: string;
-  /** The value (usually an object; anything else is reported by the loader). */
-  value: unknown;
+  /**
+   * The value (usually an object; anything else is reported by the loader). A split List's
+   * item parses it on each read (parseManifestText).
+   */
+  readonly value: unknown;
   /** Path prefix inside the document (`["items", 3]` for List items). */
   base: Path;
   /** 1-based line of a field path (relative to `base`), or of its nearest existing parent. */
@@ -66,6 +69,19 @@ export function findDuplicateJSONKey(text: string): { offset: number; key: strin
   return scanJSON(text).duplicate;
 }
 
+/** What scanJSON found. */
+export interface JSONScan {
+  /** The first key repeated inside one object. */
+  duplicate?: { offset: number; key: string };
+  /** Where lists and maps first nest deeper than the limit. */
+  tooDeep?: number;
+  /**
+   * A top-level object's `items` list: the offsets of its `[` and `]`, and of each element's
+   * text (from after `[` or a comma to the next comma or `]`, whitespace included).
+   */
+  items?: { open: number; close: number; starts: number[]; ends: number[] };
+}
+
 /**
  * One linear pass over JSON text: the first key repeated inside one object (JSON.parse keeps
  * the last silently), and where lists and maps first nest deeper than the limit.
@@ -74,8 +90,11 @@ export function findDuplicateJSONKey(text: string): { offset: number; key: strin
  * against the same object's earlier keys), not sliced into a Set per object: a 10k-Service
  * dump has ~700k keys in ~300k objects, and the Sets and slices were a quarter of loading.
  * An object with many keys, or one with an escaped key, switches to a Set of decoded keys.
+ *
+ * It also notes where a top-level object's `items` list lies and where each of its elements
+ * begins and ends, so a large List can be parsed one item at a time (parseJSON).
  */
-export function scanJSON(text: string): { duplicate?: { offset: number; key: string }; tooDeep?: number } {
+export function scanJSON(text: string): JSONScan {
   /** Per open list or map: -1 for a list, else the index of the map's first key in keyAt. */
   const frames: number[] = [];
   /** A map's decoded keys once it left the fast path (by depth). */
@@ -85,6 +104,9 @@ export function scanJSON(text: string): { duplicate?: { offset: number; key: str
   let keys = 0;
   let duplicate: { offset: number; key: string } | undefined;
   let expectKey = false;
+  // The top-level object's `items` list: 1 after its key, 2 inside the list, 3 once closed.
+  let itemsState = 0;
+  let items: JSONScan["items"];
   const n = text.length;
   const decode = (raw: string): string | undefined => {
     if (!raw.includes("\\")) return raw;
@@ -110,6 +132,8 @@ export function scanJSON(text: string): { duplicate?: { offset: number; key: str
       }
       const depth = frames.length - 1;
       const base = depth >= 0 ? frames[depth] : -1;
+      if (depth === 0 && base >= 0 && itemsState < 2)
+        itemsState = expectKey && j - i === 6 && text.startsWith("items", i + 1) ? 1 : 0;
       if (expectKey && base >= 0 && !duplicate) {
         const start = i + 1;
         const len = j - start;
@@ -155,10 +179,21 @@ export function scanJSON(text: string): { duplicate?: { offset: number; key: str
       i = j;
     } else if (c === 123 /* { */ || c === 91 /* [ */) {
       if (frames.length >= LIMITS.nestingDepth) return { duplicate, tooDeep: i };
+      if (itemsState === 1) {
+        if (c === 91 && frames.length === 1) {
+          itemsState = 2;
+          items = { open: i, close: -1, starts: [i + 1], ends: [] };
+        } else itemsState = 0;
+      }
       frames.push(c === 123 ? keys : -1);
       sets[frames.length - 1] = undefined;
       expectKey = c === 123;
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
+      if (itemsState === 2 && frames.length === 2 && items) {
+        items.ends.push(i);
+        items.close = i;
+        itemsState = 3;
+      }
       const base = frames.pop();
       // A closed map's keys leave the stack; its parent's keys below stay contiguous.
       if (base !== undefined && base >= 0) keys = base;
@@ -166,9 +201,13 @@ export function scanJSON(text: string): { duplicate?: { offset: number; key: str
       expectKey = false;
     } else if (c === 44 /* , */) {
       expectKey = frames.length > 0 && frames[frames.length - 1] >= 0;
+      if (itemsState === 2 && frames.length === 2 && items) {
+        items.ends.push(i);
+        items.starts.push(i + 1);
+      } else if (itemsState === 1) itemsState = 0;
     }
   }
-  return { duplicate };
+  return itemsState === 3 ? { duplicate, items } : { duplicate };
 }
 
 /**
@@ -498,7 +537,69 @@ function parseYAML(file: string, text: string, docs: ParsedDoc[], errors: ParseE
   for (const doc of composer.end(false, text.length)) take(doc);
 }
 
-function parseJSON(file: string, text: string, docs: ParsedDoc[], errors: ParseError[]): void {
+/**
+ * Thrown by a List item's `value` (parseManifestText with `splitLists`) when its text is not
+ * JSON: the file is not valid JSON after all, and `errors` say where, as a whole-file parse
+ * would have. Whatever the file's earlier items gave is to be dropped.
+ */
+export class DeferredParseError extends Error {
+  constructor(readonly errors: ParseError[]) {
+    super(errors[0]?.message ?? "invalid JSON");
+  }
+}
+
+function invalidJSON(file: string, text: string): ParseError {
+  const bad = jsonErrorAt(text);
+  return { file, line: lineAt(text, bad.offset), message: `invalid JSON: ${bad.message}` };
+}
+
+/**
+ * A List's items, each parsed when its `value` is read (and not kept): at 10k Services the
+ * parsed items of one `kubectl get -o json` dump are ~150 MB of heap at once, one item a few
+ * kilobytes. Only when the text outside `items` parses as a List, and the List's items are
+ * its elements as scanJSON found them; else undefined (the caller parses the whole text).
+ */
+function listItems(
+  file: string,
+  text: string,
+  items: NonNullable<JSONScan["items"]>,
+  line: (path: Path) => number,
+): ParsedDoc[] | undefined {
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(`${text.slice(0, items.open)}[]${text.slice(items.close + 1)}`);
+  } catch {
+    return undefined;
+  }
+  const e = envelope as Record<string, unknown> | null;
+  // What the loader would visit item by item anyway: an object with apiVersion and a List kind.
+  if (typeof e !== "object" || e === null || typeof e.apiVersion !== "string" || typeof e.kind !== "string")
+    return undefined;
+  if (e.apiVersion === "" || !e.kind.endsWith("List")) return undefined;
+  const { starts, ends } = items;
+  // `[ ]`: one stretch of whitespace, no element.
+  const count = starts.length === 1 && text.slice(starts[0], ends[0]).trim() === "" ? 0 : starts.length;
+  const docs: ParsedDoc[] = [];
+  for (let i = 0; i < count; i++) {
+    const start = starts[i];
+    const end = ends[i];
+    docs.push({
+      file,
+      get value() {
+        try {
+          return JSON.parse(text.slice(start, end));
+        } catch {
+          throw new DeferredParseError([invalidJSON(file, text)]);
+        }
+      },
+      base: ["items", i],
+      line,
+    });
+  }
+  return docs;
+}
+
+function parseJSON(file: string, text: string, docs: ParsedDoc[], errors: ParseError[], splitLists: boolean): void {
   // Before JSON.parse: nesting is bounded first, so neither it nor a later walk recurses deep.
   const scan = scanJSON(text);
   if (scan.tooDeep !== undefined) {
@@ -506,22 +607,6 @@ function parseJSON(file: string, text: string, docs: ParsedDoc[], errors: ParseE
       file,
       line: lineAt(text, scan.tooDeep),
       message: `invalid JSON: lists and maps nest deeper than ${LIMITS.nestingDepth} levels`,
-    });
-    return;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    const bad = jsonErrorAt(text);
-    errors.push({ file, line: lineAt(text, bad.offset), message: `invalid JSON: ${bad.message}` });
-    return;
-  }
-  if (scan.duplicate) {
-    errors.push({
-      file,
-      line: lineAt(text, scan.duplicate.offset),
-      message: `duplicate key ${quoteString(scan.duplicate.key)}`,
     });
     return;
   }
@@ -533,18 +618,47 @@ function parseJSON(file: string, text: string, docs: ParsedDoc[], errors: ParseE
     }
     return locate(path);
   };
+  // (A duplicate key takes the whole parse: a syntax error, if there is one, is reported first.)
+  const split = splitLists && scan.items && !scan.duplicate ? listItems(file, text, scan.items, line) : undefined;
+  if (split) {
+    for (const d of split) docs.push(d);
+    return;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    errors.push(invalidJSON(file, text));
+    return;
+  }
+  if (scan.duplicate) {
+    errors.push({
+      file,
+      line: lineAt(text, scan.duplicate.offset),
+      message: `duplicate key ${quoteString(scan.duplicate.key)}`,
+    });
+    return;
+  }
   docs.push({ file, value, base: [], line });
 }
 
 /**
  * Parse one file's text (YAML, multi-document YAML, or JSON) into documents. Never throws:
  * whatever the text holds, problems come back as errors with a line.
+ *
+ * With `splitLists`, a JSON List (`kubectl get -o json`) comes back as one document per item,
+ * each parsed when its `value` is read: read each once, and expect a DeferredParseError from
+ * it when the file turns out not to be JSON (then drop what the file's earlier items gave).
  */
-export function parseManifestText(file: string, text: string): { docs: ParsedDoc[]; errors: ParseError[] } {
+export function parseManifestText(
+  file: string,
+  text: string,
+  opts: { splitLists?: boolean } = {},
+): { docs: ParsedDoc[]; errors: ParseError[] } {
   const docs: ParsedDoc[] = [];
   const errors: ParseError[] = [];
   try {
-    if (looksLikeJSON(file, text)) parseJSON(file, text, docs, errors);
+    if (looksLikeJSON(file, text)) parseJSON(file, text, docs, errors, opts.splitLists === true);
     else parseYAML(file, text, docs, errors);
   } catch (e) {
     // A parser's own failure (e.g. out of stack on input no check foresaw) is still the
