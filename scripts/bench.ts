@@ -2,9 +2,11 @@
  * `npm run bench`: render cost on synthetic clusters (N Services × 10 endpoints, one JSON
  * List, as `kubectl get svc,endpointslices -A -o json` prints), split into load (parse +
  * validate), build (engine) and write (restore text) — build and write as the median of three
- * runs after a warm-up — plus peak RSS and the compiled
- * binary's start-to-finish time on examples/seed. Each size runs in a child process so its
- * peak RSS is its own. A benchmark, not a test: it prints, it does not judge.
+ * runs after a warm-up — plus peak RSS; the compiled binary's render start to finish at each
+ * size, beside the floor of this runtime (scripts/bench_floor.ts: read + JSON.parse the input
+ * and write the same text, no validation, no rules); and its time on examples/seed. Each size
+ * runs in a child process so its peak RSS is its own. A benchmark, not a test: it prints, it
+ * does not judge.
  *
  *   bun scripts/bench.ts                 # 1k, 10k, 30k
  *   bun scripts/bench.ts --sizes 1000    # a quick look (--runs K: compiled render runs, 2)
@@ -173,17 +175,33 @@ const BACKENDS = (() => {
 
 const NODE_FLAGS = ["--hostname-override", "node-0", "--cluster-cidr", "10.128.0.0/9"];
 
-/** The compiled `kip render` of an N × 10 cluster, start to finish, its output written to a file. */
-function renderE2E(n: number, runs: number): { ms: number; peakMB: number; cpuS: number }[] {
+interface Timed {
+  ms: number;
+  peakMB: number;
+  cpuS: number;
+}
+
+/**
+ * The compiled `kip render` of an N × 10 cluster, start to finish, its output written to a
+ * file; each run beside one of scripts/bench_floor.ts (read + JSON.parse the input, write the
+ * same output text): the floor of this runtime, no validation and no rules.
+ */
+function renderE2E(n: number, runs: number): { kip: Timed; floor: Timed }[] {
   const dir = mkdtempSync(join(tmpdir(), "kip-bench-"));
   try {
     const file = join(dir, "cluster.json");
     writeFileSync(file, syntheticCluster(n));
-    const out: { ms: number; peakMB: number; cpuS: number }[] = [];
+    const rules = join(dir, "out.txt");
+    const out: { kip: Timed; floor: Timed }[] = [];
     for (let i = 0; i < runs; i++) {
-      const r = timed([KIP, "render", file, ...NODE_FLAGS], join(dir, "out.txt"));
-      if (r.status !== 0) throw new Error(`kip render: ${r.stderr}`);
-      out.push(r);
+      const kip = timed([KIP, "render", file, ...NODE_FLAGS], rules);
+      if (kip.status !== 0) throw new Error(`kip render: ${kip.stderr}`);
+      const floor = timed(
+        [process.execPath, join(import.meta.dir, "bench_floor.ts"), file, rules],
+        join(dir, "floor.txt"),
+      );
+      if (floor.status !== 0) throw new Error(`bench_floor: ${floor.stderr}`);
+      out.push({ kip, floor });
     }
     return out;
   } finally {
@@ -310,12 +328,18 @@ if (process.argv[2] === "--sync") {
       `| ${r.services} | ${f(r.inputMB, 1)} | ${f(r.loadMs)} | ${f(r.buildMs)} | ${f(r.writeMs)} | ${f(r.buildMs + r.writeMs)} | ${r.natRules} | ${f(r.outputMB, 1)} | ${f(r.peakMB)} |`,
     );
   if (spawnSync(KIP, ["--version"]).status === 0) {
-    console.log(`\ncompiled \`kip render\` (${KIP}), start to finish, output to a file:\n`);
-    console.log("| services × 10 eps | run | wall ms | CPU ms (user + sys) | peak RSS MB |");
-    console.log("|---:|---:|---:|---:|---:|");
+    console.log(
+      `\ncompiled \`kip render\` (${KIP}), start to finish, output to a file; floor: read + JSON.parse + write the same text (scripts/bench_floor.ts):\n`,
+    );
+    console.log(
+      "| services × 10 eps | run | wall ms | CPU ms (user + sys) | peak RSS MB | floor wall ms | floor peak MB | wall / floor |",
+    );
+    console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const n of sizes)
-      for (const [i, r] of renderE2E(n, runsArg()).entries())
-        console.log(`| ${n} | ${i + 1} | ${f(r.ms)} | ${f(r.cpuS * 1000)} | ${f(r.peakMB)} |`);
+      for (const [i, { kip: r, floor }] of renderE2E(n, runsArg()).entries())
+        console.log(
+          `| ${n} | ${i + 1} | ${f(r.ms)} | ${f(r.cpuS * 1000)} | ${f(r.peakMB)} | ${f(floor.ms)} | ${f(floor.peakMB)} | ${(r.ms / floor.ms).toFixed(2)}× |`,
+        );
   }
   const seed = seedTiming();
   console.log(
