@@ -80,6 +80,9 @@ const WORKLOAD_KINDS = new Set([
   "v1 Pod",
 ]);
 
+/** Kinds whose name may appear once in the input (a second one is an error). */
+const NAMED_ONCE = new Set(["v1 Service", "discovery.k8s.io/v1 EndpointSlice", "v1 Endpoints", "v1 Node"]);
+
 const KUSTOMIZATION = /(^|\/)(kustomization\.ya?ml|Kustomization)$/;
 const HELM_CHART = /(^|\/)Chart\.ya?ml$/;
 
@@ -233,7 +236,7 @@ export function loadManifests(files: { file: string; text: string }[], opts: Loa
     // Unknown fields are warnings, as kubectl's field validation gives them.
     const reads = servedVersion(kind) === apiVersion && (opts.workloads || !WORKLOAD_KIND_NAMES.has(kind));
     if (reads) checkUnknownFields(KNOWN_FIELDS[kind], obj, [], reporter.warn);
-    if (["v1 Service", "discovery.k8s.io/v1 EndpointSlice", "v1 Endpoints", "v1 Node"].includes(typeKey)) {
+    if (NAMED_ONCE.has(typeKey)) {
       const key = `${typeKey} ${kind === "Node" ? String(meta.name) : `${String(meta.namespace)}/${String(meta.name)}`}`;
       const prev = seen.get(key);
       if (prev) {

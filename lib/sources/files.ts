@@ -187,7 +187,7 @@ const overTotalMessage = (maxTotal: number) =>
 export function readManifestFile(
   e: ManifestEntry,
   maxFileBytes = Number.POSITIVE_INFINITY,
-): { text: string } | { error: string } {
+): { text: string; bytes: number } | { error: string } {
   const maxFile = maxFileBytes;
   const root = e.root;
   let fd: number | undefined;
@@ -208,25 +208,30 @@ export function readManifestFile(
         throw new Refused(`opened outside ${JSON.stringify(root)} (skipped)`);
     }
     if (st.size > maxFile) throw new Refused(`${st.size} bytes is over the ${maxFile}-byte limit per file (skipped)`);
-    const chunks: Buffer[] = [];
+    // One buffer of the size fstat gave (and a byte more, to see the end), grown only when
+    // the file grew meanwhile: a 20 MB dump is read with no chunks to join.
+    let buf = Buffer.allocUnsafe(Math.min(Number(st.size) + 1, maxFile + 1));
     let size = 0;
     for (;;) {
-      const want = Math.min(1 << 20, maxFile + 1 - size);
-      if (want <= 0) throw new Refused(`over the ${maxFile}-byte limit per file (skipped)`);
-      const b = Buffer.allocUnsafe(want);
+      if (size === buf.length) {
+        if (size > maxFile) throw new Refused(`over the ${maxFile}-byte limit per file (skipped)`);
+        const grown = Buffer.allocUnsafe(Math.min(Math.max(size * 2, 1 << 16), maxFile + 1));
+        buf.copy(grown, 0, 0, size);
+        buf = grown;
+      }
       let n: number;
       try {
-        n = readSync(fd, b, 0, want, null);
+        n = readSync(fd, buf, size, buf.length - size, null);
       } catch (err) {
         // A regular file never says EAGAIN; anything that does is not one.
         if ((err as NodeJS.ErrnoException).code === "EAGAIN") throw new Refused("would block (skipped)");
         throw err;
       }
       if (n === 0) break;
-      chunks.push(n === want ? b : b.subarray(0, n));
       size += n;
     }
-    return { text: Buffer.concat(chunks, size).toString("utf8") };
+    if (size > maxFile) throw new Refused(`over the ${maxFile}-byte limit per file (skipped)`);
+    return { text: buf.toString("utf8", 0, size), bytes: size };
   } catch (err) {
     const why =
       err instanceof Refused
@@ -272,7 +277,7 @@ export function readManifestPaths(
       errors.push(r.error);
       continue;
     }
-    const size = Buffer.byteLength(r.text);
+    const size = r.bytes;
     if (total + size > maxTotal) {
       overTotal = true;
       errors.push(`Cannot read ${JSON.stringify(e.file)}: ${overTotalMessage(maxTotal)}`);
