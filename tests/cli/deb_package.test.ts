@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBinary } from "../support/binary.ts";
+import { removeTempDir, tempDir } from "../support/tempdir.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
@@ -52,7 +52,7 @@ function execStart(unit: string, envFile: string, host: string): string[] {
 }
 
 describe.skipIf(!haveDpkg)("the Debian package", () => {
-  const dir = mkdtempSync(join(tmpdir(), "kip-deb-test-"));
+  const dir = tempDir("kip-deb-test-");
   let deb = "";
 
   beforeAll(() => {
@@ -71,7 +71,7 @@ describe.skipIf(!haveDpkg)("the Debian package", () => {
     deb = r.stdout.trim();
   }, 120_000);
 
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => removeTempDir(dir));
 
   test("named kip_<version>_<arch>.deb; control fields; the two conffiles", () => {
     const arch = run(["dpkg", "--print-architecture"]).stdout.trim() || (process.arch === "arm64" ? "arm64" : "amd64");
