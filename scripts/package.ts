@@ -67,6 +67,8 @@ if (!existsSync(binary)) fail(`${binary} is missing: run npm run build first`);
 
 const stage = mkdtempSync(join(tmpdir(), "kip-deb-"));
 const root = join(stage, "kip");
+// At exit, not in a `finally`: fail() exits from the middle of the work.
+process.once("exit", () => rmSync(stage, { recursive: true, force: true }));
 
 /** Put `text` (or a copy of `from`) at `path` inside the package, with `mode`. */
 function put(path: string, mode: number, content: { from: string } | { text: string }): void {
@@ -87,20 +89,19 @@ function installedSizeKiB(dir: string): number {
   return Math.ceil(bytes / 1024);
 }
 
-try {
-  put("usr/bin/kip", 0o755, { from: binary });
-  put("usr/lib/systemd/system/kip.service", 0o644, { from: join(ROOT, "deploy", "kip.service") });
-  put("etc/default/kip", 0o644, { from: join(ROOT, "packaging", "default") });
-  put("etc/kip/kube-proxy.yaml", 0o644, { from: join(ROOT, "packaging", "kube-proxy.yaml") });
-  mkdirSync(join(root, "etc", "kip", "manifests"), { recursive: true });
-  put("usr/share/doc/kip/examples/web.yaml", 0o644, { from: join(ROOT, "packaging", "examples", "web.yaml") });
-  put("usr/share/doc/kip/copyright", 0o644, { from: join(ROOT, "packaging", "copyright") });
-  put("usr/share/doc/kip/README.Debian", 0o644, { from: join(ROOT, "packaging", "README.Debian") });
-  for (const script of ["postinst", "prerm", "postrm"])
-    put(`DEBIAN/${script}`, 0o755, { from: join(ROOT, "packaging", script) });
-  put("DEBIAN/conffiles", 0o644, { text: "/etc/default/kip\n/etc/kip/kube-proxy.yaml\n" });
-  put("DEBIAN/control", 0o644, {
-    text: `Package: kip
+put("usr/bin/kip", 0o755, { from: binary });
+put("usr/lib/systemd/system/kip.service", 0o644, { from: join(ROOT, "deploy", "kip.service") });
+put("etc/default/kip", 0o644, { from: join(ROOT, "packaging", "default") });
+put("etc/kip/kube-proxy.yaml", 0o644, { from: join(ROOT, "packaging", "kube-proxy.yaml") });
+mkdirSync(join(root, "etc", "kip", "manifests"), { recursive: true });
+put("usr/share/doc/kip/examples/web.yaml", 0o644, { from: join(ROOT, "packaging", "examples", "web.yaml") });
+put("usr/share/doc/kip/copyright", 0o644, { from: join(ROOT, "packaging", "copyright") });
+put("usr/share/doc/kip/README.Debian", 0o644, { from: join(ROOT, "packaging", "README.Debian") });
+for (const script of ["postinst", "prerm", "postrm"])
+  put(`DEBIAN/${script}`, 0o755, { from: join(ROOT, "packaging", script) });
+put("DEBIAN/conffiles", 0o644, { text: "/etc/default/kip\n/etc/kip/kube-proxy.yaml\n" });
+put("DEBIAN/control", 0o644, {
+  text: `Package: kip
 Version: ${version}
 Architecture: ${arch}
 Maintainer: kip maintainers <kip@localhost>
@@ -117,23 +118,23 @@ Description: kube-proxy's iptables mode, as one executable
  place of kube-proxy. The kip service is installed but not enabled: choose the mode in
  /etc/default/kip, then run "systemctl enable --now kip".
 `,
-  });
-  // Every directory 0755, whatever the umask made it.
-  const dirs = (d: string): void => {
-    chmodSync(d, 0o755);
-    for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) dirs(join(d, e.name));
-  };
-  dirs(root);
+});
+// Every directory 0755, whatever the umask made it.
+const dirs = (d: string): void => {
+  chmodSync(d, 0o755);
+  for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) dirs(join(d, e.name));
+};
+dirs(root);
 
-  mkdirSync(outDir, { recursive: true });
-  const name = `kip_${version}_${arch}.deb`;
-  const tmp = join(outDir, `.${name}.tmp-${process.pid}`);
-  const r = spawnSync("dpkg-deb", ["--root-owner-group", `-Z${compression}`, "--build", root, tmp], {
-    encoding: "utf8",
-  });
-  if (r.status !== 0) fail(`dpkg-deb --build failed:\n${r.stdout}${r.stderr}`);
-  renameSync(tmp, join(outDir, name));
-  console.log(join(outDir, name));
-} finally {
-  rmSync(stage, { recursive: true, force: true });
+mkdirSync(outDir, { recursive: true });
+const name = `kip_${version}_${arch}.deb`;
+const tmp = join(outDir, `.${name}.tmp-${process.pid}`);
+const r = spawnSync("dpkg-deb", ["--root-owner-group", `-Z${compression}`, "--build", root, tmp], {
+  encoding: "utf8",
+});
+if (r.status !== 0) {
+  rmSync(tmp, { force: true });
+  fail(`dpkg-deb --build failed:\n${r.stdout}${r.stderr}`);
 }
+renameSync(tmp, join(outDir, name));
+console.log(join(outDir, name));

@@ -4,8 +4,7 @@
  * doc example runs as written.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as api from "../mod.ts";
@@ -33,6 +32,7 @@ import {
   toRestore,
   VERSION,
 } from "../mod.ts";
+import { removeTempDir, tempDir } from "./support/tempdir.ts";
 
 const read = (name: string) => readFileSync(new URL(`../${name}`, import.meta.url), "utf8");
 
@@ -70,7 +70,7 @@ test("README's Library example runs as written from the checkout: render, explai
   const code = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
   expect(code).toContain('from "./mod.ts";');
   const mod = fileURLToPath(new URL("../mod.ts", import.meta.url));
-  const dir = mkdtempSync(join(tmpdir(), "kip-readme-"));
+  const dir = tempDir("kip-readme-");
   try {
     const file = join(dir, "pipeline.ts");
     writeFileSync(file, code.replace('from "./mod.ts";', `from ${JSON.stringify(mod)};`));
@@ -83,7 +83,7 @@ test("README's Library example runs as written from the checkout: render, explai
     expect(out).toContain("DNAT to one of 3 endpoints of default/nginx-svc\nno drift\n");
     expect(out).toContain("-X KUBE-SERVICES");
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeTempDir(dir);
   }
 });
 

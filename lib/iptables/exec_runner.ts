@@ -88,9 +88,16 @@ export function execToFile(argv: string[]): { read(onText: (text: string) => voi
     try {
       const dir = mkdtempSync(join(tmpdir(), "kip-save-"));
       const file = join(dir, "out");
-      fd = openSync(file, "w+", 0o600);
-      unlinkSync(file);
-      rmdirSync(dir);
+      try {
+        fd = openSync(file, "w+", 0o600);
+      } finally {
+        // Whether the open worked or not (EMFILE, ENOSPC), nothing is left in the temp dir:
+        // unlink and rmdir need no descriptor (rmSync's recursion would, and fail on EMFILE).
+        try {
+          unlinkSync(file);
+        } catch {}
+        rmdirSync(dir);
+      }
     } catch (e) {
       fail(e as NodeJS.ErrnoException);
       return;

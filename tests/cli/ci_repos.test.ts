@@ -4,11 +4,11 @@
  * a pipeline step would run it.
  */
 import { describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { kip } from "../support/binary.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 interface PortJSON {
   service: string;
@@ -109,7 +109,7 @@ describe("kip render --simulate on application repositories", () => {
   });
 
   test("input without a Service is a warning, so a wrong path fails under --strict", () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-ci-"));
+    const dir = tempDir("kip-ci-");
     writeFileSync(join(dir, "cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
     const r = kip(["render", dir, "--simulate", "--strict"]);
     expect(r.code).toBe(1);
@@ -148,7 +148,7 @@ describe("kip render --simulate on application repositories", () => {
 describe("kip diff --from BASE --to HEAD on an application repository", () => {
   /** A copy of examples/ci-app as BASE and an edited copy as HEAD. */
   function change(edit: (text: string) => string, file = "frontend.yaml"): { base: string; head: string } {
-    const root = mkdtempSync(join(tmpdir(), "kip-ci-diff-"));
+    const root = tempDir("kip-ci-diff-");
     const base = join(root, "base");
     const head = join(root, "head");
     cpSync("examples/ci-app/k8s", base, { recursive: true });

@@ -2,14 +2,15 @@
  * `npm run package` (scripts/package.ts): the .deb, inspected with dpkg-deb --info/--contents,
  * extracted, and installed into a throwaway root with dpkg --root (never onto this machine's
  * /usr): the files and modes, the conffiles, a unit that is not enabled, and the unit's
- * command line (as systemd would expand it from /etc/default/kip) accepted by kip.
+ * command line (as systemd would expand it from /etc/default/kip) accepted by kip. A failed
+ * build leaves no staging directory behind.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBinary } from "../support/binary.ts";
+import { removeTempDir, tempDir } from "../support/tempdir.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
@@ -52,7 +53,7 @@ function execStart(unit: string, envFile: string, host: string): string[] {
 }
 
 describe.skipIf(!haveDpkg)("the Debian package", () => {
-  const dir = mkdtempSync(join(tmpdir(), "kip-deb-test-"));
+  const dir = tempDir("kip-deb-test-");
   let deb = "";
 
   beforeAll(() => {
@@ -71,7 +72,7 @@ describe.skipIf(!haveDpkg)("the Debian package", () => {
     deb = r.stdout.trim();
   }, 120_000);
 
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => removeTempDir(dir));
 
   test("named kip_<version>_<arch>.deb; control fields; the two conffiles", () => {
     const arch = run(["dpkg", "--print-architecture"]).stdout.trim() || (process.arch === "arm64" ? "arm64" : "amd64");
@@ -186,4 +187,26 @@ describe.skipIf(!haveDpkg)("the Debian package", () => {
     expect(dpkg(["-P", "kip"]).code).toBe(0);
     expect(existsSync(join(root, "etc/default/kip"))).toBe(false);
   });
+});
+
+test("a failing dpkg-deb: exit 1 with its output, and no staging directory or partial .deb left", () => {
+  // A stand-in dpkg-deb that answers --version and fails --build after writing part of a file.
+  const dir = tempDir("kip-deb-fail-");
+  const bin = join(dir, "bin");
+  const scratch = join(dir, "tmp");
+  for (const d of [bin, scratch]) mkdirSync(d);
+  writeFileSync(
+    join(bin, "dpkg-deb"),
+    '#!/bin/sh\n[ "$1" = --version ] && exit 0\nfor a; do last="$a"; done\necho partial >"$last"\necho "dpkg-deb: error: no" >&2\nexit 2\n',
+    { mode: 0o755 },
+  );
+  const r = spawnSync(
+    process.execPath,
+    [join(ROOT, "scripts", "package.ts"), "--binary", join(ROOT, "package.json"), "--out", join(dir, "out")],
+    { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, TMPDIR: scratch } },
+  );
+  expect(r.stderr).toBe("package: dpkg-deb --build failed:\ndpkg-deb: error: no\n\n");
+  expect(r.status).toBe(1);
+  expect(readdirSync(scratch)).toEqual([]);
+  expect(readdirSync(join(dir, "out"))).toEqual([]);
 });

@@ -2,18 +2,18 @@
  * kip diff and kip cleanup as a user runs them: exit codes, messages, offline modes.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { kip } from "../support/binary.ts";
 import { exec } from "../support/netns.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const SEED = ["examples/seed", "--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
 const V6 = ["tests/fixtures/ipv6-nodeport-local", "--hostname-override", "test-node", "--ip-family", "IPv6"];
 const live = (name: string) => `tests/fixtures-live/${name}.rules`;
 
 function tmpFile(name: string, text: string): string {
-  const p = join(mkdtempSync(join(tmpdir(), "kip-diff-")), name);
+  const p = join(tempDir("kip-diff-"), name);
   writeFileSync(p, text);
   return p;
 }
@@ -126,7 +126,7 @@ describe("kip diff --live FILE (offline)", () => {
   });
 
   test("bad manifests are trouble too, never drift", () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-diff-"));
+    const dir = tempDir("kip-diff-");
     writeFileSync(
       join(dir, "s.yaml"),
       "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {clusterIP: 1.2.3, ports: [{port: 80}]}\n",
@@ -144,7 +144,7 @@ describe("kip diff --from --to (what a PR changes)", () => {
     expect(kip(["diff", "--from", "examples/seed", "--to", "examples/seed", ...flags]).stdout).toBe(
       "kip diff: IPv4: no drift\n",
     );
-    const dir = mkdtempSync(join(tmpdir(), "kip-pr-"));
+    const dir = tempDir("kip-pr-");
     // One more nginx endpoint, in the first slice only (nginx-svc).
     const slices = readFileSync("examples/seed/endpointslices.yaml", "utf8").replace(
       /^(\s*- \{ ?addresses: \[10\.244\.1\.17\].*)$/m,

@@ -3,13 +3,13 @@
  * -o json, --live FILE, colour, and exit status 2 for bad input.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { IO } from "../../cli/io.ts";
 import { main } from "../../cli/main.ts";
 import type { Explanation } from "../../lib/explain/types.ts";
 import { ensureBinary, kip } from "../support/binary.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const SEED = ["examples/seed", "--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
 const ARTICLE = ["explain", ...SEED, "--from", "node", "--dst", "10.97.54.248:80"];
@@ -161,7 +161,7 @@ describe("kip explain: the article's walk", () => {
   });
 
   test("--live with no kube-proxy rules at all: still exit 0, but said on stderr and in the notes", () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-explain-"));
+    const dir = tempDir("kip-explain-");
     const file = join(dir, "bare.rules");
     writeFileSync(
       file,
@@ -182,7 +182,7 @@ describe("kip explain: the article's walk", () => {
     const none = kip(["explain", ...SEED, "--dst", "10.1.2.3:80", "--src", "10.244.1.20"]);
     expect(none.code).toBe(0);
     expect(none.stdout).toContain("Verdict: no service: no rule translated 10.1.2.3:80");
-    const dir = mkdtempSync(join(tmpdir(), "kip-explain-"));
+    const dir = tempDir("kip-explain-");
     writeFileSync(
       join(dir, "svc.yaml"),
       "apiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: ns1}\nspec:\n  clusterIP: 10.96.7.7\n  ports: [{port: 80}]\n",

@@ -3,8 +3,7 @@
  * message, directly (reportError) and through the commands that throw it.
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CommanderError } from "@commander-js/extra-typings";
 import { ManifestErrors, NeedsRoot, UsageError } from "../../cli/errors.ts";
@@ -12,6 +11,7 @@ import type { IO } from "../../cli/io.ts";
 import { reportError } from "../../cli/main.ts";
 import { IptablesUnavailable } from "../../lib/iptables/runner.ts";
 import { runKip } from "../support/io.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 function capture(): { io: IO; err: () => string } {
   let err = "";
@@ -139,7 +139,7 @@ describe("through the commands", () => {
   });
 
   test("a usage error of several lines, in any command: every line is kip's", async () => {
-    const config = join(mkdtempSync(join(tmpdir(), "kip-main-")), "config.yaml");
+    const config = join(tempDir("kip-main-"), "config.yaml");
     writeFileSync(
       config,
       "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: x\n",

@@ -5,11 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { kip } from "../support/binary.ts";
+import { removeTempDir, tempDir } from "../support/tempdir.ts";
 
 type Obj = Record<string, any>;
 
@@ -144,14 +144,14 @@ describe("build and run", () => {
     expect(pkg.scripts.build).toBe("bun scripts/build.ts");
     expect(pkg.scripts["build:musl"]).toBe("bun scripts/build.ts --target musl");
     // The real build, in a scratch checkout (links to the sources), so dist/kip is not touched.
-    const dir = mkdtempSync(join(tmpdir(), "kip-build-test-"));
+    const dir = tempDir("kip-build-test-");
     for (const f of ["cli", "lib", "scripts", "node_modules", "package.json", "tsconfig.json"])
       symlinkSync(resolve(f), join(dir, f));
     const r = spawnSync(process.execPath, ["scripts/build.ts"], { cwd: dir, encoding: "utf8" });
     expect(r.status).toBe(0);
     expect(readdirSync(join(dir, "dist"))).toEqual(["kip"]);
     expect(existsSync(join(dir, "build"))).toBe(false);
-    rmSync(dir, { recursive: true, force: true });
+    removeTempDir(dir);
   }, 120_000);
 
   test("the Deno task does not name a bare `deno` (deno task would load node_modules/.bin/deno as JavaScript)", () => {

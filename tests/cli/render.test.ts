@@ -3,16 +3,16 @@
  */
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { VERSION } from "../../lib/version.ts";
 import { ensureBinary, kip } from "../support/binary.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const SEED = ["render", "examples/seed", "--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
 
 function tmp(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "kip-cli-"));
+  const dir = tempDir("kip-cli-");
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return dir;
 }

@@ -4,11 +4,11 @@
  * host's port 22 behind a DNAT of its choosing, nor a cluster IP on the metadata address.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { kip } from "../support/binary.ts";
 import { exec } from "../support/netns.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const GOOD = `apiVersion: v1
 kind: Service
@@ -20,7 +20,7 @@ spec:
 `;
 
 function dir(files: Record<string, string>): string {
-  const d = mkdtempSync(join(tmpdir(), "kip-policy-"));
+  const d = tempDir("kip-policy-");
   for (const [name, text] of Object.entries(files)) writeFileSync(join(d, name), text);
   return d;
 }

@@ -12,11 +12,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { skipRealIptables } from "../support/netns.ts";
 import { eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { removeTempDir, tempDir } from "../support/tempdir.ts";
 import { ADDR, BACKENDS, NODE_FLAGS, SERVER_PODS, startTopology, type Topology, waitFor } from "../support/topology.ts";
 
 const skip = skipRealIptables();
@@ -63,7 +63,7 @@ for (const backend of BACKENDS) {
     let topo: Topology | undefined;
     let daemon: SyncProc | undefined;
     const servers = new Map<Pod, ChildProcess>();
-    const dir = mkdtempSync(join(tmpdir(), "kip-e2e-bare-"));
+    const dir = tempDir("kip-e2e-bare-");
     const node = () => {
       if (!topo) throw new Error("no topology");
       return topo;
@@ -116,7 +116,7 @@ for (const backend of BACKENDS) {
       await daemon?.stop();
       for (const pod of [...servers.keys()]) await killBackend(pod);
       await topo?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      removeTempDir(dir);
     });
 
     test("traffic is balanced across the backends that pass their probe; a dead one leaves, and comes back", async () => {

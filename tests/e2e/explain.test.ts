@@ -14,12 +14,12 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Explanation } from "../../lib/explain/types.ts";
 import { ensureBinary } from "../support/binary.ts";
 import { skipRealIptables } from "../support/netns.ts";
+import { removeTempDir, tempDir } from "../support/tempdir.ts";
 import {
   ADDR,
   BACKENDS,
@@ -147,7 +147,7 @@ for (const backend of BACKENDS) {
 
     beforeAll(async () => {
       if (!restoreInput) {
-        extraDir = mkdtempSync(join(tmpdir(), "kip-explain-e2e-"));
+        extraDir = tempDir("kip-explain-e2e-");
         writeFileSync(join(extraDir, "np-no-endpoints.yaml"), EXTRA);
         restoreInput = await renderE2E([E2E_MANIFESTS, extraDir]);
       }
@@ -192,7 +192,7 @@ for (const backend of BACKENDS) {
         await gone;
       }
       await topo?.stop();
-      if (extraDir && backend === BACKENDS.at(-1)) rmSync(extraDir, { recursive: true, force: true });
+      if (extraDir && backend === BACKENDS.at(-1)) removeTempDir(extraDir);
     });
 
     beforeEach(() => node().conntrackFlush());

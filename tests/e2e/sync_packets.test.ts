@@ -3,12 +3,12 @@
  * a running daemon watching a manifests directory; traffic follows each change.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBinary } from "../support/binary.ts";
 import { skipRealIptables } from "../support/netns.ts";
 import { eventually, FAST, LOOPBACK_PORTS, type SyncProc, startSync } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 import { BACKENDS, E2E_MANIFESTS, NODE_FLAGS, startTopology, type Topology } from "../support/topology.ts";
 
 const skip = skipRealIptables();
@@ -18,7 +18,7 @@ for (const backend of BACKENDS) {
   describe.skipIf(skip)(`packets through kip sync (${backend})`, () => {
     let topo: Topology | undefined;
     let daemon: SyncProc | undefined;
-    const dir = mkdtempSync(join(tmpdir(), "kip-e2e-sync-"));
+    const dir = tempDir("kip-e2e-sync-");
     const slices = join(dir, "m", "endpointslices.yaml");
     const flags = [...NODE_FLAGS, "--backend", backend, "--ip-families", "IPv4", "--state-dir", join(dir, "state")];
     const node = () => {

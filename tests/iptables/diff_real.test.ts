@@ -4,8 +4,7 @@
  * tampering it exits 1 and names the chain.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { symlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { IPFamily } from "../../lib/model/ip.ts";
 import { ensureBinary } from "../support/binary.ts";
@@ -13,6 +12,7 @@ import { fixtureArgs } from "../support/fixtures.ts";
 import { runKip } from "../support/io.ts";
 import { loadLikeKubeProxy, type RunInNs, tool } from "../support/kube_proxy.ts";
 import { exec, skipRealIptables, withNetns } from "../support/netns.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const skip = skipRealIptables();
 
@@ -175,7 +175,7 @@ describe.skipIf(skip)("kip diff on real tables: every family by default", () => 
 
   test("a family whose iptables does not work is skipped with a warning", async () => {
     // A PATH with IPv4's iptables only.
-    const bin = mkdtempSync(join(tmpdir(), "kip-v4only-"));
+    const bin = tempDir("kip-v4only-");
     for (const tool of ["iptables-nft", "iptables-nft-save", "iptables-nft-restore"])
       symlinkSync(exec(["which", tool]).stdout.trim(), join(bin, tool));
     await withNetns(async (_ns, run) => {

@@ -4,12 +4,14 @@
  * over a program's whole output, while it runs, with its exit code and stderr.
  */
 import { expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { execToFile } from "../../lib/iptables/exec_runner.ts";
 import { IptablesUnavailable } from "../../lib/iptables/runner.ts";
 import { parseSave, type SaveDump, SaveParser } from "../../lib/iptables/save_parser.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const DUMPS = join(import.meta.dir, "dumps");
 const texts = readdirSync(DUMPS).map((f) => readFileSync(join(DUMPS, f), "utf8"));
@@ -72,4 +74,35 @@ test("execToFile: a failing program's code and stderr; a missing one is Iptables
   expect(r.code).not.toBe(0);
   expect(r.stderr).toContain("nonexistent-kip-test");
   await expect(execToFile(["kip-no-such-program"]).read(() => {})).rejects.toBeInstanceOf(IptablesUnavailable);
+});
+
+test("execToFile out of file descriptors: an Error naming the program, and no scratch directory left in TMPDIR", () => {
+  // A daemon short of descriptors retries every sync: each attempt must not leave a directory.
+  const dir = tempDir("kip-emfile-");
+  const scratch = join(dir, "tmp");
+  mkdirSync(scratch);
+  const script = join(dir, "emfile.ts");
+  writeFileSync(
+    script,
+    [
+      `import { closeSync, openSync, readdirSync } from "node:fs";`,
+      `import { execToFile } from ${JSON.stringify(join(import.meta.dir, "..", "..", "lib", "iptables", "exec_runner.ts"))};`,
+      `const fds: number[] = [];`,
+      `try { for (;;) fds.push(openSync("/dev/null", "r")); } catch {}`,
+      `let error = "";`,
+      `try { await execToFile(["true"]).read(() => {}); } catch (e) { error = (e as Error).message; }`,
+      `for (const fd of fds) closeSync(fd);`,
+      `console.log(JSON.stringify({ fds: fds.length, error, left: readdirSync(process.env.TMPDIR as string) }));`,
+    ].join("\n"),
+  );
+  const r = spawnSync("sh", ["-c", 'ulimit -n 256 && exec "$0" "$1"', process.execPath, script], {
+    env: { ...process.env, TMPDIR: scratch },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  expect(r.stderr).toBe("");
+  const out = JSON.parse(r.stdout) as { fds: number; error: string; left: string[] };
+  expect(out.fds).toBeGreaterThan(0);
+  expect(out.error).toStartWith("Cannot run true: ");
+  expect(out.left).toEqual([]);
 });

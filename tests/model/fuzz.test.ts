@@ -6,13 +6,13 @@
  * nothing on stdout unless the exit is 0.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { loadManifests } from "../../lib/model/load.ts";
 import { hasUnsafeCharacter } from "../../lib/util/quote.ts";
 import { kip } from "../support/binary.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const SEEDS = [
   readFileSync("examples/seed/services.yaml", "utf8"),
@@ -120,7 +120,7 @@ describe("fuzz: the loader", () => {
 
 describe("fuzz: the compiled binary", () => {
   test("exit 0/1/2 only, no stack trace, no raw control character, stdout only on success", () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-fuzz-"));
+    const dir = tempDir("kip-fuzz-");
     fc.assert(
       fc.property(input, fc.boolean(), fc.boolean(), (text, json, strict) => {
         const file = join(dir, json ? "in.json" : "in.yaml");

@@ -4,13 +4,13 @@
  * echoed with a raw control character.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type LoadOptions, loadManifests } from "../../lib/model/load.ts";
 import { parseManifestText } from "../../lib/model/parse.ts";
 import { bare, hasUnsafeCharacter, quote, quoteString } from "../../lib/util/quote.ts";
 import { kip } from "../support/binary.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const load = (text: string, opts: Partial<LoadOptions> = {}, file = "m.yaml") =>
   loadManifests([{ file, text }], { nodeName: "node1", allocates: true, ...opts });
@@ -434,7 +434,7 @@ describe("13. unknown fields are warnings", () => {
 });
 
 describe("the compiled binary", () => {
-  const dir = mkdtempSync(join(tmpdir(), "kip-hostile-"));
+  const dir = tempDir("kip-hostile-");
   const run = (name: string, text: string, extra: string[] = []) => {
     writeFileSync(join(dir, name), text);
     return kip(["render", join(dir, name), "--hostname-override", "node1", ...extra]);

@@ -6,15 +6,15 @@
  */
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readManifestPaths } from "../../lib/sources/files.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const SVC = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n";
 
 function dir(): string {
-  return mkdtempSync(join(tmpdir(), "kip-files-"));
+  return tempDir("kip-files-");
 }
 
 function mkfifo(p: string): void {

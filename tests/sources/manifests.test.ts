@@ -4,13 +4,13 @@
  * scan that does not finish shows in scanRunningMs (which /livez reads).
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadManifests } from "../../lib/model/load.ts";
 import { ManifestsSource } from "../../lib/sources/manifests.ts";
 import type { SourceEvent, SourceHandler } from "../../lib/sources/source.ts";
 import { GOOD, hostileFiles, REPORTED } from "../support/hostile.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 function collect() {
   const events: SourceEvent[] = [];
@@ -26,8 +26,8 @@ function collect() {
 
 describe("ManifestsSource", () => {
   test("a directory of hostile files: the good file is served, each bad one reported once per version", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-hostile-"));
-    const outside = mkdtempSync(join(tmpdir(), "kip-outside-"));
+    const dir = tempDir("kip-hostile-");
+    const outside = tempDir("kip-outside-");
     writeFileSync(join(dir, "good.yaml"), GOOD);
     hostileFiles(dir, outside);
     const src = new ManifestsSource({ paths: [dir], nodeName: "node1", rescanMs: 0, maxFileBytes: 1024 * 1024 });
@@ -68,7 +68,7 @@ describe("ManifestsSource", () => {
   });
 
   test("a loader that throws is one more problem with that file, reported once; the others are served", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-throw-"));
+    const dir = tempDir("kip-throw-");
     writeFileSync(join(dir, "boom.yaml"), "kind: Boom\n");
     writeFileSync(join(dir, "good.yaml"), GOOD);
     const loader: typeof loadManifests = (files, opts) => {
@@ -87,7 +87,7 @@ describe("ManifestsSource", () => {
   });
 
   test("a scan that does not finish shows in scanRunningMs; a finished one reads 0", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-stuck-"));
+    const dir = tempDir("kip-stuck-");
     writeFileSync(join(dir, "good.yaml"), GOOD);
     let now = 1000;
     let release!: () => void;

@@ -5,12 +5,12 @@
  * with loading them all together.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadManifests } from "../../lib/model/load.ts";
 import { ManifestsSource } from "../../lib/sources/manifests.ts";
 import type { SourceEvent, SourceHandler } from "../../lib/sources/source.ts";
+import { removeTempDir, tempDir } from "../support/tempdir.ts";
 
 const svc = (name: string, ip: string) =>
   `apiVersion: v1
@@ -54,11 +54,11 @@ function collect() {
 }
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), "kip-rescan-"));
+  const dir = tempDir("kip-rescan-");
   try {
     await fn(dir);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeTempDir(dir);
   }
 }
 

@@ -17,12 +17,12 @@
  * bookmarks, stop and restart on the same port. Every request is recorded.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { removeTempDir, tempDir } from "./tempdir.ts";
 
 export type TestKind = "Service" | "EndpointSlice" | "Node";
 type EventType = "ADDED" | "MODIFIED" | "DELETED";
@@ -280,7 +280,7 @@ const keyOf = (o: Obj) =>
   o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : String(o.metadata?.name);
 
 export async function startTestApiserver(opts: { token?: string } = {}): Promise<TestApiserver> {
-  const dir = mkdtempSync(join(tmpdir(), "kip-apiserver-"));
+  const dir = tempDir("kip-apiserver-");
   const ca = makeCertificateAuthority(dir, "ca");
   const cert = makeServerCertificate(dir, ca);
   const tlsOptions = { key: readFileSync(cert.keyPath), cert: readFileSync(cert.certPath) };
@@ -630,7 +630,7 @@ export async function startTestApiserver(opts: { token?: string } = {}): Promise
     },
     async close() {
       await stop();
-      rmSync(dir, { recursive: true, force: true });
+      removeTempDir(dir);
     },
   };
   return api;

@@ -36,7 +36,8 @@ export function skipRealIptables(): boolean {
   return why !== undefined;
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this id exists (EPERM: it does, and is someone else's). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -48,7 +49,7 @@ function pidAlive(pid: number): boolean {
 /** Namespaces tests name `<prefix><pid>-…`: withNetns's and the e2e topology's. */
 const TEST_NETNS = /^(?:kip-t|kipe2e-)(\d+)-/;
 
-/** Namespaces this process created and has not deleted yet (for the exit hook). */
+/** Namespaces this process created and has not deleted yet. */
 const live = new Set<string>();
 let exitHook = false;
 
@@ -64,18 +65,22 @@ export function deleteNetns(ns: string): void {
   live.delete(ns);
 }
 
+/** Delete every namespace this process created: after the last test (preload.ts), or at exit. */
+export function deleteLiveNetns(): void {
+  for (const n of live) deleteNetns(n);
+}
+
 /**
  * `ip netns add ns`, remembered until deleteNetns: a test that times out never reaches its
- * `finally`, so whatever is left is deleted when this process exits, and by the next run
- * (cleanupLeftovers) if it was killed.
+ * `finally`, so whatever is left is deleted after the last test (or when a script exits), and
+ * by the next run (cleanupLeftovers) if it was killed.
  */
 export function addNetns(ns: string): Exec {
   if (!exitHook) {
     exitHook = true;
     cleanupLeftovers();
-    process.once("exit", () => {
-      for (const n of live) deleteNetns(n);
-    });
+    // `bun test` emits no "exit" (the preload's afterAll calls deleteLiveNetns); a script does.
+    process.once("exit", deleteLiveNetns);
   }
   const r = exec(["ip", "netns", "add", ns]);
   if (r.code === 0) live.add(ns);

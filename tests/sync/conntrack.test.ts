@@ -3,13 +3,13 @@
  * real, in a namespace, after `kip sync` drops a DNS endpoint.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadManifests } from "../../lib/model/load.ts";
 import { parseConntrack, staleFlows, staleGroups, udpTargets } from "../../lib/sync/conntrack.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
 import { eventually, LOOPBACK_PORTS, manifestsSyncArgs, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const DNS = (eps: string[]) => `apiVersion: v1
 kind: Service
@@ -100,7 +100,7 @@ const procs = stopAfterEach();
 
 describe.skipIf(skip)("conntrack cleanup for real", () => {
   test("an endpoint leaves: its UDP flows are deleted, the other endpoint's stay", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-ct-"));
+    const dir = tempDir("kip-ct-");
     writeFileSync(join(dir, "dns.yaml"), DNS(["10.244.0.8", "10.244.0.9"]));
     await withNetns(async (ns, run) => {
       const flow = (client: string, ep: string, sport: string) => [
@@ -144,7 +144,7 @@ describe.skipIf(skip)("conntrack cleanup for real", () => {
   }, 30_000);
 
   test("5,000 stale UDP flows are deleted in seconds, one conntrack -D, and a rule change does not wait", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-ct5k-"));
+    const dir = tempDir("kip-ct5k-");
     writeFileSync(join(dir, "dns.yaml"), DNS(["10.244.0.9"]));
     await withNetns(async (ns, run) => {
       for (const argv of [

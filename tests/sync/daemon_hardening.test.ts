@@ -5,8 +5,7 @@
  * retried failure, never a crash.
  */
 import { describe, expect, test } from "bun:test";
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import type { CommandResult } from "../../lib/iptables/runner.ts";
@@ -17,6 +16,7 @@ import { startFakeDaemon } from "../support/fake_daemon.ts";
 import { MemorySource } from "../support/memory_source.ts";
 import { modelService, modelSlice } from "../support/objects.ts";
 import { eventually } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const UDP = { ports: [{ name: "dns", protocol: "UDP" as const, port: 53, nodePort: 0 }] };
 
@@ -99,7 +99,7 @@ describe("conntrack cleanup beside the syncs", () => {
 
 describe("state files", () => {
   test("0600, and a symlink planted at the name is replaced, never written through", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-state-"));
+    const dir = tempDir("kip-state-");
     const victim = join(dir, "victim");
     writeFileSync(victim, "precious\n");
     const stateDir = join(dir, "state");
@@ -120,7 +120,7 @@ describe("state files", () => {
   });
 
   test("a state directory kip creates is 0700", async () => {
-    const stateDir = join(mkdtempSync(join(tmpdir(), "kip-state-")), "new");
+    const stateDir = join(tempDir("kip-state-"), "new");
     const s = await setup({ stateDir });
     s.dns(["10.244.0.9"]);
     s.source.syncedAll();

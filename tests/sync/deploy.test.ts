@@ -5,12 +5,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { ensureBinary } from "../support/binary.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const docs = () =>
@@ -108,7 +108,7 @@ function onceReadOnlyProcSys(ns: string, manifests: string, state: string) {
 
 describe.skipIf(skip)("route_localnet with /proc/sys read-only", () => {
   test("already 1: kip does not write it and syncs; 0: a clear message naming the node prerequisite", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-ro-"));
+    const dir = tempDir("kip-ro-");
     cpSync(join(ROOT, "examples", "seed"), join(dir, "m"), { recursive: true });
     await withNetns((ns, run) => {
       expect(run(["sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"]).code).toBe(0);

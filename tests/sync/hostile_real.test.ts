@@ -5,20 +5,20 @@
  * the good files, answers /livez all along, and reports each bad file once, not at every rescan.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GOOD, hostileFiles, REPORTED, startSwapper } from "../support/hostile.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
 import { FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const skip = skipRealIptables();
 const procs = stopAfterEach();
 
 describe.skipIf(skip)("kip sync and hostile manifests", () => {
   test("the daemon survives, syncs the good files, answers /livez, and reports each bad file once", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-hostile-"));
-    const outside = mkdtempSync(join(tmpdir(), "kip-outside-"));
+    const dir = tempDir("kip-hostile-");
+    const outside = tempDir("kip-outside-");
     const m = join(dir, "m");
     mkdirSync(m);
     writeFileSync(join(m, "good.yaml"), GOOD);

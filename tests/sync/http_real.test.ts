@@ -4,11 +4,11 @@
  * a health-check NodePort server for an ETP=Local LoadBalancer Service (spec §11).
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
 import { LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const skip = skipRealIptables();
 const procs = stopAfterEach();
@@ -37,7 +37,7 @@ endpoints:
 
 describe.skipIf(skip)("kip sync HTTP endpoints", () => {
   test("healthz, livez, metrics, last restore, and the health-check NodePort", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-http-"));
+    const dir = tempDir("kip-http-");
     writeFileSync(join(dir, "lb.yaml"), LB);
     await withNetns(async (ns, run) => {
       expect(run(["ip", "link", "set", "lo", "up"]).code).toBe(0);
@@ -100,9 +100,12 @@ describe.skipIf(skip)("kip sync HTTP endpoints", () => {
 
 describe.skipIf(skip)("kip sync --config", () => {
   test("sync periods and bind addresses come from the KubeProxyConfiguration when no flag sets them", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-cfg-"));
+    // The configuration beside the manifests directory, not in it (it is no manifest).
+    const root = tempDir("kip-cfg-");
+    const dir = join(root, "manifests");
+    mkdirSync(dir);
     writeFileSync(join(dir, "lb.yaml"), LB);
-    const cfg = join(dir, "..", `${dir.split("/").pop()}-kube-proxy.yaml`);
+    const cfg = join(root, "kube-proxy.yaml");
     writeFileSync(
       cfg,
       [

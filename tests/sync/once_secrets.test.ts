@@ -4,16 +4,16 @@
  * and a kubeconfig that turns TLS verification off is called out.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { redactURLs } from "../../lib/sync/log.ts";
 import { kip } from "../support/binary.ts";
 import { exec } from "../support/netns.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const BASE = ["sync", "--once", "--dry-run", "--hostname-override", "n", "--ip-families", "IPv4"];
 /** No kubeconfig from the environment: only what the test names. */
-const env = () => ({ HOME: mkdtempSync(join(tmpdir(), "kip-home-")), KUBECONFIG: "", KUBERNETES_SERVICE_HOST: "" });
+const env = () => ({ HOME: tempDir("kip-home-"), KUBECONFIG: "", KUBERNETES_SERVICE_HOST: "" });
 
 // kip sync asks iptables for its version first: a non-root user's PATH may not have /usr/sbin.
 describe.skipIf(exec(["which", "iptables"]).code !== 0)(
@@ -33,7 +33,7 @@ describe.skipIf(exec(["which", "iptables"]).code !== 0)(
     }, 30_000);
 
     test("a kubeconfig with insecure-skip-tls-verify gets a warning; its URL credentials are redacted too", () => {
-      const dir = mkdtempSync(join(tmpdir(), "kip-kc-"));
+      const dir = tempDir("kip-kc-");
       const kc = join(dir, "kubeconfig");
       writeFileSync(
         kc,

@@ -3,8 +3,7 @@
  * (state file, /debug/last-restore), and sync builds without per-port summaries.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FakeRunner } from "../../lib/iptables/fake_runner.ts";
 import type { ClusterState } from "../../lib/model/types.ts";
@@ -18,6 +17,7 @@ import { eachInput, inputCount, keptRecord, PACK_MIN_CHARS, Proxier } from "../.
 import { FakeClock } from "../support/clock.ts";
 import { MemorySource } from "../support/memory_source.ts";
 import { modelService, modelSlice } from "../support/objects.ts";
+import { removeTempDir, tempDir } from "../support/tempdir.ts";
 
 /** `n` Services × 10 endpoints: at 400, a full restore is well over PACK_MIN_CHARS. */
 function state(n: number): ClusterState {
@@ -82,7 +82,7 @@ describe("kept records, one input at a time", () => {
   });
 
   test("the state file of a large full sync holds every input, in order, with its header", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-kept-"));
+    const dir = tempDir("kip-kept-");
     try {
       const clock = new FakeClock();
       const runner = new FakeRunner("IPv4", "nft");
@@ -115,7 +115,7 @@ describe("kept records, one input at a time", () => {
       expect(file.replace(/^# kip last-restore .*\n/, "")).toBe(expected);
       await daemon.stop();
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      removeTempDir(dir);
     }
   });
 });

@@ -7,14 +7,14 @@
  */
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HealthState, healthzServer, listen } from "../../lib/sync/http.ts";
 import { GOOD } from "../support/hostile.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
 import { eventually, FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const EXEC_RUNNER = join(import.meta.dir, "..", "..", "lib", "iptables", "exec_runner.ts");
 
@@ -85,7 +85,7 @@ const procs = stopAfterEach();
 
 describe.skipIf(skip)("kip sync under a connection flood", () => {
   test("600 idle connections with 256 file descriptors: syncs go on, the daemon lives", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-flood-"));
+    const dir = tempDir("kip-flood-");
     writeFileSync(join(dir, "web.yaml"), GOOD);
     await withNetns(async (ns, run) => {
       expect(run(["ip", "link", "set", "lo", "up"]).code).toBe(0);

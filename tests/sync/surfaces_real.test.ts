@@ -5,13 +5,13 @@
  * body is cached, and a failing liveness check turns /livez to 503.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cachedDebugBody, HealthState, healthzServer, isLoopbackPeer, listen } from "../../lib/sync/http.ts";
 import type { RestoreRecord } from "../../lib/sync/proxier.ts";
 import { type Exec, skipRealIptables, withNetns } from "../support/netns.ts";
 import { eventually, LOOPBACK_PORTS, manifestsSyncArgs, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const LB = `apiVersion: v1
 kind: Service
@@ -100,7 +100,7 @@ const status = (run: (argv: string[]) => Exec, url: string, from?: string) =>
 describe.skipIf(skip)("kip sync's network surfaces", () => {
   for (const open of [false, true])
     test(`/debug/last-restore from the network: ${open ? "200 with --debug-from-network" : "403"}; from loopback: 200`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), "kip-debug-"));
+      const dir = tempDir("kip-debug-");
       writeFileSync(join(dir, "lb.yaml"), LB);
       await withNetns(async (ns, run) => {
         node(run);
@@ -127,7 +127,7 @@ describe.skipIf(skip)("kip sync's network surfaces", () => {
     }, 30_000);
 
   test("health-check NodePort servers listen where --nodeport-addresses says, not on 0.0.0.0", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kip-hc-"));
+    const dir = tempDir("kip-hc-");
     writeFileSync(join(dir, "lb.yaml"), LB);
     await withNetns(async (ns, run) => {
       node(run);

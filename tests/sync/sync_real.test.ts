@@ -6,14 +6,14 @@
  */
 import { describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { JUMP_RULES } from "../../lib/proxy/jumps.ts";
 import { ensureBinary } from "../support/binary.ts";
 import { tool } from "../support/kube_proxy.ts";
 import { skipRealIptables, withNetns } from "../support/netns.ts";
 import { diffIn, eventually, FAST, LOOPBACK_PORTS, startSync, stopAfterEach } from "../support/sync_proc.ts";
+import { tempDir } from "../support/tempdir.ts";
 
 const skip = skipRealIptables();
 const NODE = ["--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"];
@@ -21,7 +21,7 @@ const NODE = ["--hostname-override", "node1", "--cluster-cidr", "10.244.0.0/16"]
 const procs = stopAfterEach();
 
 function manifestsDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "kip-sync-"));
+  const dir = tempDir("kip-sync-");
   cpSync("examples/seed", join(dir, "m"), { recursive: true });
   return dir;
 }
