@@ -91,19 +91,21 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   const nat = fixedNat(opts, mark);
 
   // Without a reusable cache every chain is added below; with one, only changed ports' chains
-  // move in and out of the set the cache keeps.
+  // move in and out of the set the cache keeps. A render (a full build, no cache, no chains on
+  // a host to collect) reads no such set: it is made from the nat chains only if asked for.
   const incremental = reuse && cache !== undefined;
+  const tracksActive = cache !== undefined || changedSet !== undefined || sync.existingNatChains !== undefined;
   const activeNatChains = incremental && cache ? cache.active : new Set<string>();
   const services: ServicePortSummary[] = [];
   const noLocalEndpoints = { internal: 0, external: 0 };
   let skippedNatRules = 0;
   const nextPorts = new Map<string, PortOutput>();
   for (const sp of ports) {
-    const key = portKey(sp);
+    const key = cache ? portKey(sp) : "";
     const changed = !changedSet || changedSet.has(sp.serviceKey);
     const cached = reuse && !changed ? cache?.ports.get(key) : undefined;
     const o = cached ?? emitPort(b, sp, epsMap.get(servicePortKey(sp.spn, sp.protocol)) ?? []);
-    nextPorts.set(key, o);
+    if (cache) nextPorts.set(key, o);
     if (incremental && o !== cached) {
       const before = cache?.ports.get(key);
       if (before) for (const c of before.chains) activeNatChains.delete(c);
@@ -113,7 +115,7 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     noLocalEndpoints.internal += o.noLocal.internal;
     noLocalEndpoints.external += o.noLocal.external;
     // Every chain the service could own is active, written or not, so GC never deletes it.
-    if (!incremental || o !== cached) for (const c of o.chains) activeNatChains.add(c);
+    if (tracksActive && (!incremental || o !== cached)) for (const c of o.chains) activeNatChains.add(c);
     // Partial sync: unchanged services keep their chains in the kernel (spec §5.2 step 7).
     if (changed) {
       for (const c of o.chains) nat.chains.push(c);
@@ -135,12 +137,18 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   for (const r of nodePortsTail(b)) nat.rules.push(r);
   for (const r of forwardRules(opts, mark)) filter.rules.push(r);
 
+  // Not tracked: a full build, where every port wrote its chains, after the fixed ones.
+  let active: Set<string> | undefined = tracksActive ? activeNatChains : undefined;
+  const fixedNatChains = FIXED_CHAINS.nat.length;
   return {
     family: opts.family,
     filter,
     nat,
     services,
-    activeNatChains,
+    get activeNatChains() {
+      active ??= new Set(nat.chains.slice(fixedNatChains));
+      return active;
+    },
     deletedNatChains,
     largeCluster: plan.largeCluster,
     totalEndpoints: plan.totalEndpoints,
