@@ -29,7 +29,7 @@ import { markString } from "./format.ts";
 import type { BuildOptions } from "./options.ts";
 import { type BuildScope, buildScope, emitPort, type PortOutput } from "./port_rules.ts";
 import type { Ruleset, ServicePortSummary, TableRules } from "./ruleset.ts";
-import { type ServicePortInfo, servicePortKey, servicePorts } from "./serviceport.ts";
+import { type ServicePortInfo, servicePorts } from "./serviceport.ts";
 
 export type { PortOutput };
 
@@ -101,13 +101,12 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   let skippedNatRules = 0;
   const nextPorts = new Map<string, PortOutput>();
   for (const sp of ports) {
-    const key = cache ? portKey(sp) : "";
     const changed = !changedSet || changedSet.has(sp.serviceKey);
-    const cached = reuse && !changed ? cache?.ports.get(key) : undefined;
-    const o = cached ?? emitPort(b, sp, epsMap.get(servicePortKey(sp.spn, sp.protocol)) ?? []);
-    if (cache) nextPorts.set(key, o);
+    const cached = reuse && !changed ? cache?.ports.get(sp.key) : undefined;
+    const o = cached ?? emitPort(b, sp, epsMap.get(sp.key) ?? []);
+    if (cache) nextPorts.set(sp.key, o);
     if (incremental && o !== cached) {
-      const before = cache?.ports.get(key);
+      const before = cache?.ports.get(sp.key);
       if (before) for (const c of before.chains) activeNatChains.delete(c);
     }
     for (const r of o.filter) filter.rules.push(r);
@@ -162,8 +161,6 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
 const bySpn = (a: ServicePortInfo, b: ServicePortInfo) =>
   a.spn < b.spn ? -1 : a.spn > b.spn ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0;
 
-const portKey = (sp: ServicePortInfo) => `${sp.spn} ${sp.protocol}`;
-
 /** Every Service's ports in this family, in ServicePortName order. */
 function servicePortsOf(state: ClusterState, opts: BuildOptions, sync: SyncContext, optsKey: string) {
   const ports: ServicePortInfo[] = [];
@@ -204,7 +201,7 @@ function planBuild(
   const epOpts = { family: opts.family, nodeName: opts.nodeName };
   let reuse = cache !== undefined && changedSet !== undefined && cache.optsKey === optsKey;
   if (reuse && cache && changedSet)
-    for (const sp of ports) if (!changedSet.has(sp.serviceKey) && !cache.ports.has(portKey(sp))) reuse = false;
+    for (const sp of ports) if (!changedSet.has(sp.serviceKey) && !cache.ports.has(sp.key)) reuse = false;
   const sliceService = (sl: EndpointSlice) => `${sl.namespace}/${sl.labels[SERVICE_NAME_LABEL] ?? ""}`;
   let epsMap = endpointsByServicePort(
     reuse && changedSet ? state.endpointSlices.filter((sl) => changedSet.has(sliceService(sl))) : state.endpointSlices,
@@ -213,8 +210,8 @@ function planBuild(
   const fresh = (sp: ServicePortInfo) => !reuse || !changedSet || changedSet.has(sp.serviceKey);
   const countOf = (sp: ServicePortInfo) =>
     fresh(sp)
-      ? (epsMap.get(servicePortKey(sp.spn, sp.protocol))?.length ?? 0)
-      : (cache?.ports.get(portKey(sp))?.endpointCount ?? 0);
+      ? (epsMap.get(sp.key)?.length ?? 0)
+      : (cache?.ports.get(sp.key)?.endpointCount ?? 0);
   let totalEndpoints = 0;
   for (const sp of ports) totalEndpoints += countOf(sp);
   const largeCluster = totalEndpoints > LARGE_CLUSTER_THRESHOLD;
