@@ -209,9 +209,7 @@ function planBuild(
   );
   const fresh = (sp: ServicePortInfo) => !reuse || !changedSet || changedSet.has(sp.serviceKey);
   const countOf = (sp: ServicePortInfo) =>
-    fresh(sp)
-      ? (epsMap.get(sp.key)?.length ?? 0)
-      : (cache?.ports.get(sp.key)?.endpointCount ?? 0);
+    fresh(sp) ? (epsMap.get(sp.key)?.length ?? 0) : (cache?.ports.get(sp.key)?.endpointCount ?? 0);
   let totalEndpoints = 0;
   for (const sp of ports) totalEndpoints += countOf(sp);
   const largeCluster = totalEndpoints > LARGE_CLUSTER_THRESHOLD;
