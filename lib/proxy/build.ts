@@ -29,7 +29,7 @@ import { markString } from "./format.ts";
 import type { BuildOptions } from "./options.ts";
 import { type BuildScope, buildScope, emitPort, type PortOutput } from "./port_rules.ts";
 import type { Ruleset, ServicePortSummary, TableRules } from "./ruleset.ts";
-import { type ServicePortInfo, servicePortKey, servicePorts } from "./serviceport.ts";
+import { type ServicePortInfo, servicePorts } from "./serviceport.ts";
 
 export type { PortOutput };
 
@@ -91,21 +91,22 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   const nat = fixedNat(opts, mark);
 
   // Without a reusable cache every chain is added below; with one, only changed ports' chains
-  // move in and out of the set the cache keeps.
+  // move in and out of the set the cache keeps. A render (a full build, no cache, no chains on
+  // a host to collect) reads no such set: it is made from the nat chains only if asked for.
   const incremental = reuse && cache !== undefined;
+  const tracksActive = cache !== undefined || changedSet !== undefined || sync.existingNatChains !== undefined;
   const activeNatChains = incremental && cache ? cache.active : new Set<string>();
   const services: ServicePortSummary[] = [];
   const noLocalEndpoints = { internal: 0, external: 0 };
   let skippedNatRules = 0;
   const nextPorts = new Map<string, PortOutput>();
   for (const sp of ports) {
-    const key = portKey(sp);
     const changed = !changedSet || changedSet.has(sp.serviceKey);
-    const cached = reuse && !changed ? cache?.ports.get(key) : undefined;
-    const o = cached ?? emitPort(b, sp, epsMap.get(servicePortKey(sp.spn, sp.protocol)) ?? []);
-    nextPorts.set(key, o);
+    const cached = reuse && !changed ? cache?.ports.get(sp.key) : undefined;
+    const o = cached ?? emitPort(b, sp, epsMap.get(sp.key) ?? []);
+    if (cache) nextPorts.set(sp.key, o);
     if (incremental && o !== cached) {
-      const before = cache?.ports.get(key);
+      const before = cache?.ports.get(sp.key);
       if (before) for (const c of before.chains) activeNatChains.delete(c);
     }
     for (const r of o.filter) filter.rules.push(r);
@@ -113,7 +114,7 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
     noLocalEndpoints.internal += o.noLocal.internal;
     noLocalEndpoints.external += o.noLocal.external;
     // Every chain the service could own is active, written or not, so GC never deletes it.
-    if (!incremental || o !== cached) for (const c of o.chains) activeNatChains.add(c);
+    if (tracksActive && (!incremental || o !== cached)) for (const c of o.chains) activeNatChains.add(c);
     // Partial sync: unchanged services keep their chains in the kernel (spec §5.2 step 7).
     if (changed) {
       for (const c of o.chains) nat.chains.push(c);
@@ -135,12 +136,18 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
   for (const r of nodePortsTail(b)) nat.rules.push(r);
   for (const r of forwardRules(opts, mark)) filter.rules.push(r);
 
+  // Not tracked: a full build, where every port wrote its chains, after the fixed ones.
+  let active: Set<string> | undefined = tracksActive ? activeNatChains : undefined;
+  const fixedNatChains = FIXED_CHAINS.nat.length;
   return {
     family: opts.family,
     filter,
     nat,
     services,
-    activeNatChains,
+    get activeNatChains() {
+      active ??= new Set(nat.chains.slice(fixedNatChains));
+      return active;
+    },
     deletedNatChains,
     largeCluster: plan.largeCluster,
     totalEndpoints: plan.totalEndpoints,
@@ -153,8 +160,6 @@ export function buildRules(state: ClusterState, opts: BuildOptions, sync: SyncCo
 
 const bySpn = (a: ServicePortInfo, b: ServicePortInfo) =>
   a.spn < b.spn ? -1 : a.spn > b.spn ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0;
-
-const portKey = (sp: ServicePortInfo) => `${sp.spn} ${sp.protocol}`;
 
 /** Every Service's ports in this family, in ServicePortName order. */
 function servicePortsOf(state: ClusterState, opts: BuildOptions, sync: SyncContext, optsKey: string) {
@@ -196,7 +201,7 @@ function planBuild(
   const epOpts = { family: opts.family, nodeName: opts.nodeName };
   let reuse = cache !== undefined && changedSet !== undefined && cache.optsKey === optsKey;
   if (reuse && cache && changedSet)
-    for (const sp of ports) if (!changedSet.has(sp.serviceKey) && !cache.ports.has(portKey(sp))) reuse = false;
+    for (const sp of ports) if (!changedSet.has(sp.serviceKey) && !cache.ports.has(sp.key)) reuse = false;
   const sliceService = (sl: EndpointSlice) => `${sl.namespace}/${sl.labels[SERVICE_NAME_LABEL] ?? ""}`;
   let epsMap = endpointsByServicePort(
     reuse && changedSet ? state.endpointSlices.filter((sl) => changedSet.has(sliceService(sl))) : state.endpointSlices,
@@ -204,9 +209,7 @@ function planBuild(
   );
   const fresh = (sp: ServicePortInfo) => !reuse || !changedSet || changedSet.has(sp.serviceKey);
   const countOf = (sp: ServicePortInfo) =>
-    fresh(sp)
-      ? (epsMap.get(servicePortKey(sp.spn, sp.protocol))?.length ?? 0)
-      : (cache?.ports.get(portKey(sp))?.endpointCount ?? 0);
+    fresh(sp) ? (epsMap.get(sp.key)?.length ?? 0) : (cache?.ports.get(sp.key)?.endpointCount ?? 0);
   let totalEndpoints = 0;
   for (const sp of ports) totalEndpoints += countOf(sp);
   const largeCluster = totalEndpoints > LARGE_CLUSTER_THRESHOLD;

@@ -25,16 +25,30 @@ const servingTerminating = (e: EndpointInfo) => e.serving && e.terminating;
 type Mode = "none" | "node" | "zone";
 
 function topologyMode(eps: EndpointInfo[], topo: Topology): Mode {
-  const ready = eps.filter((e) => e.ready);
-  if (ready.length === 0) return "none";
-  if (
-    topo.preferSameNode &&
-    ready.every((e) => e.nodeHints.length > 0) &&
-    ready.some((e) => e.nodeHints.includes(topo.nodeName))
-  )
-    return "node";
-  if (ready.every((e) => e.zoneHints.length > 0) && ready.some((e) => e.zoneHints.includes(topo.zone))) return "zone";
+  // Over the ready endpoints: every one hinted, and one hint for this node (zone).
+  let ready = 0;
+  let allNode = true;
+  let anyNode = false;
+  let allZone = true;
+  let anyZone = false;
+  for (const e of eps) {
+    if (!e.ready) continue;
+    ready++;
+    if (e.nodeHints.length === 0) allNode = false;
+    else if (!anyNode && e.nodeHints.includes(topo.nodeName)) anyNode = true;
+    if (e.zoneHints.length === 0) allZone = false;
+    else if (!anyZone && e.zoneHints.includes(topo.zone)) anyZone = true;
+  }
+  if (ready === 0) return "none";
+  if (topo.preferSameNode && allNode && anyNode) return "node";
+  if (allZone && anyZone) return "zone";
   return "none";
+}
+
+/** Every endpoint is ready: the list itself is the cluster set (no copy). */
+function allReady(eps: EndpointInfo[]): boolean {
+  for (const e of eps) if (!e.ready) return false;
+  return true;
 }
 
 export function categorize(sp: ServicePortInfo, eps: EndpointInfo[], topo: Topology): Categorized {
@@ -44,11 +58,15 @@ export function categorize(sp: ServicePortInfo, eps: EndpointInfo[], topo: Topol
   let mode: Mode = "none";
   if (sp.usesClusterEndpoints) {
     mode = topologyMode(eps, topo);
-    clusterEps = eps.filter(
-      (e) =>
-        e.ready &&
-        (mode === "none" || (mode === "node" ? e.nodeHints.includes(topo.nodeName) : e.zoneHints.includes(topo.zone))),
-    );
+    clusterEps =
+      mode === "none" && allReady(eps)
+        ? eps
+        : eps.filter(
+            (e) =>
+              e.ready &&
+              (mode === "none" ||
+                (mode === "node" ? e.nodeHints.includes(topo.nodeName) : e.zoneHints.includes(topo.zone))),
+          );
     if (clusterEps.length === 0) clusterEps = eps.filter(servingTerminating);
     hasEndpoints = clusterEps.length > 0;
   }

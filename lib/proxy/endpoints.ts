@@ -18,6 +18,8 @@ export interface EndpointInfo {
   isLocal: boolean;
   zoneHints: string[];
   nodeHints: string[];
+  /** Its `KUBE-SEP-…` chain: "" until the rule builder names it (once, for every rule that needs it). */
+  chain: string;
 }
 
 export interface EndpointsOptions {
@@ -54,46 +56,71 @@ export function endpointsByServicePort(
   // Upstream's first-seen order is Go map order; kip fixes it: slices by name, endpoints by
   // ip:port and then by state (spec §1.3, §16).
   const sorted = slices.filter((s) => s.addressType === opts.family && !excludedByLabels(s.labels)).sort(byName);
-  const byKey = new Map<string, Map<string, EndpointInfo>>();
-  // Service ports fed by more than one slice need a final merge sort; one slice is sorted.
-  const merged = new Set<string>();
+  const out = new Map<string, EndpointInfo[]>();
+  // Service ports fed by more than one slice: who won each ip:port so far (rare; one slice's
+  // list is deduplicated in place, without a map).
+  let merged: Map<string, Map<string, EndpointInfo>> | undefined;
   for (const slice of sorted) {
     const svcName = slice.labels[SERVICE_NAME_LABEL];
     if (!svcName) continue;
     for (const port of slice.ports) {
       if (port.name === null || port.port === null || port.port === 0) continue;
-      const spn = servicePortName(slice.namespace, svcName, port.name);
-      const key = servicePortKey(spn, port.protocol);
-      let seen = byKey.get(key);
-      if (!seen) byKey.set(key, (seen = new Map()));
-      else merged.add(key);
-      const eps: EndpointInfo[] = [];
-      for (const ep of slice.endpoints) {
-        const ip = ep.addresses[0];
-        if (ip === undefined) continue;
-        eps.push({
-          ip,
-          port: port.port,
-          ipPort: joinHostPort(ip, port.port),
-          ready: ep.ready !== false,
-          serving: ep.serving !== false,
-          terminating: ep.terminating === true,
-          isLocal: ep.nodeName !== undefined && ep.nodeName === opts.nodeName,
-          zoneHints: ep.zoneHints,
-          nodeHints: ep.nodeHints,
-        });
+      const key = servicePortKey(servicePortName(slice.namespace, svcName, port.name), port.protocol);
+      const eps = sliceEndpoints(slice, port.port, opts.nodeName);
+      const first = out.get(key);
+      if (first === undefined) {
+        out.set(key, dedupSorted(eps));
+        continue;
       }
-      eps.sort(byIpPortThenState);
-      for (const e of eps) {
-        // v1.31–v1.34: the first one wins unless a later duplicate is local.
-        if (!seen.has(e.ipPort) || e.isLocal) seen.set(e.ipPort, e);
-      }
+      merged ??= new Map();
+      let seen = merged.get(key);
+      if (!seen) merged.set(key, (seen = new Map(first.map((e) => [e.ipPort, e]))));
+      // v1.31–v1.34: the first one wins unless a later duplicate is local.
+      for (const e of eps) if (!seen.has(e.ipPort) || e.isLocal) seen.set(e.ipPort, e);
     }
   }
-  const out = new Map<string, EndpointInfo[]>();
-  for (const [key, m] of byKey) {
-    const list = [...m.values()];
-    out.set(key, merged.has(key) ? list.sort(byIpPort) : list);
-  }
+  if (merged) for (const [key, seen] of merged) out.set(key, [...seen.values()].sort(byIpPort));
   return out;
+}
+
+/** One slice's endpoints on one port, sorted by ip:port and then state. */
+function sliceEndpoints(slice: EndpointSlice, port: number, nodeName: string): EndpointInfo[] {
+  const eps: EndpointInfo[] = [];
+  let sorted = true;
+  for (const ep of slice.endpoints) {
+    const ip = ep.addresses[0];
+    if (ip === undefined) continue;
+    const e: EndpointInfo = {
+      ip,
+      port,
+      ipPort: joinHostPort(ip, port),
+      ready: ep.ready !== false,
+      serving: ep.serving !== false,
+      terminating: ep.terminating === true,
+      isLocal: ep.nodeName !== undefined && ep.nodeName === nodeName,
+      zoneHints: ep.zoneHints,
+      nodeHints: ep.nodeHints,
+      chain: "",
+    };
+    if (sorted && eps.length > 0 && byIpPortThenState(eps[eps.length - 1], e) > 0) sorted = false;
+    eps.push(e);
+  }
+  // Slices often list endpoints in order already: then the sort (a comparator call per pair,
+  // and more) is skipped.
+  return sorted ? eps : eps.sort(byIpPortThenState);
+}
+
+/**
+ * A sorted list with each ip:port once, in place: of equal ones the first, unless a later one
+ * is local (v1.31–v1.34: then the last local one), as a first-seen map would keep.
+ */
+function dedupSorted(eps: EndpointInfo[]): EndpointInfo[] {
+  let n = 0;
+  for (const e of eps) {
+    if (n > 0 && eps[n - 1].ipPort === e.ipPort) {
+      if (e.isLocal) eps[n - 1] = e;
+    } else eps[n++] = e;
+  }
+  eps.length = n;
+  return eps;
 }

@@ -9,34 +9,45 @@ import { EXT_PREFIX, FW_PREFIX, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX } from "./cha
 /** RFC 4648 base32's alphabet, as character codes. */
 const B32 = new Uint8Array([..."ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"].map((c) => c.charCodeAt(0)));
 
+/** The char codes of a name being made, one array per prefix length: the prefix, 16 digits. */
+const codes: number[][] = [];
+
 /**
- * First 16 chars of RFC 4648 base32 of SHA-256: 80 bits, so only the first two and a half
- * digest words matter. One fromCharCode call makes a flat string (16 concatenations made a
- * rope that every later Map lookup of the name flattened again).
+ * `prefix` + the first 16 chars of RFC 4648 base32 of the digest `h` (80 bits: only the
+ * first two and a half words matter), made by one fromCharCode: a flat string. `prefix + hash`
+ * would be a rope, copied flat again by the first Set, Map or join that reads it (110k
+ * chain names at 10k Services × 10 endpoints).
  */
-export function hash16(text: string): string {
-  const h = sha256Words(text);
+function named(prefix: string, h: Int32Array): string {
+  const n = prefix.length;
+  let c = codes[n];
+  if (c === undefined) codes[n] = c = new Array<number>(n + 16).fill(0);
+  for (let i = 0; i < n; i++) c[i] = prefix.charCodeAt(i);
   const w0 = h[0];
   const w1 = h[1];
   const w2 = h[2];
-  return String.fromCharCode(
-    B32[w0 >>> 27],
-    B32[(w0 >>> 22) & 31],
-    B32[(w0 >>> 17) & 31],
-    B32[(w0 >>> 12) & 31],
-    B32[(w0 >>> 7) & 31],
-    B32[(w0 >>> 2) & 31],
-    B32[((w0 & 3) << 3) | (w1 >>> 29)],
-    B32[(w1 >>> 24) & 31],
-    B32[(w1 >>> 19) & 31],
-    B32[(w1 >>> 14) & 31],
-    B32[(w1 >>> 9) & 31],
-    B32[(w1 >>> 4) & 31],
-    B32[((w1 & 15) << 1) | (w2 >>> 31)],
-    B32[(w2 >>> 26) & 31],
-    B32[(w2 >>> 21) & 31],
-    B32[(w2 >>> 16) & 31],
-  );
+  c[n] = B32[w0 >>> 27];
+  c[n + 1] = B32[(w0 >>> 22) & 31];
+  c[n + 2] = B32[(w0 >>> 17) & 31];
+  c[n + 3] = B32[(w0 >>> 12) & 31];
+  c[n + 4] = B32[(w0 >>> 7) & 31];
+  c[n + 5] = B32[(w0 >>> 2) & 31];
+  c[n + 6] = B32[((w0 & 3) << 3) | (w1 >>> 29)];
+  c[n + 7] = B32[(w1 >>> 24) & 31];
+  c[n + 8] = B32[(w1 >>> 19) & 31];
+  c[n + 9] = B32[(w1 >>> 14) & 31];
+  c[n + 10] = B32[(w1 >>> 9) & 31];
+  c[n + 11] = B32[(w1 >>> 4) & 31];
+  c[n + 12] = B32[((w1 & 15) << 1) | (w2 >>> 31)];
+  c[n + 13] = B32[(w2 >>> 26) & 31];
+  c[n + 14] = B32[(w2 >>> 21) & 31];
+  c[n + 15] = B32[(w2 >>> 16) & 31];
+  return String.fromCharCode.apply(null, c);
+}
+
+/** First 16 chars of RFC 4648 base32 of SHA-256 (spec §2). */
+export function hash16(text: string): string {
+  return named("", sha256Words(text));
 }
 
 /** `namespace/name` plus `:portName` when the port is named: kube-proxy's ServicePortName string. */
@@ -61,11 +72,16 @@ export interface ServiceChains {
  * protocol.
  */
 export function serviceChains(spn: string, protocol: Protocol): ServiceChains {
-  const base = hash16(spn + protocol.toLowerCase());
-  return { svc: SVC_PREFIX + base, svl: SVL_PREFIX + base, ext: EXT_PREFIX + base, fw: FW_PREFIX + base };
+  const h = sha256Words(spn + protocol.toLowerCase());
+  return { svc: named(SVC_PREFIX, h), svl: named(SVL_PREFIX, h), ext: named(EXT_PREFIX, h), fw: named(FW_PREFIX, h) };
 }
 
 /** `KUBE-SEP-…` for one endpoint (`ipPort` is `10.0.0.1:80` or `[fd00::1]:80`). */
 export function endpointChain(spn: string, protocol: Protocol, ipPort: string): string {
-  return SEP_PREFIX + hash16(spn + protocol.toLowerCase() + ipPort);
+  return endpointChainOf(spn + protocol.toLowerCase(), ipPort);
+}
+
+/** endpointChain with `spn + protocol.toLowerCase()` made once per service port (`base`). */
+export function endpointChainOf(base: string, ipPort: string): string {
+  return named(SEP_PREFIX, sha256Words(base + ipPort));
 }

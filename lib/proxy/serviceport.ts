@@ -11,6 +11,8 @@ export interface ServicePortInfo {
   serviceKey: string;
   /** ServicePortName string, `ns/name:port` or `ns/name`. */
   spn: string;
+  /** servicePortKey(spn, protocol): what its endpoints (and a sync's cached rules) are kept under. */
+  key: string;
   namespace: string;
   name: string;
   portName: string;
@@ -87,6 +89,7 @@ export function servicePorts(svc: Service, opts: ServicePortOptions): ServicePor
     return {
       serviceKey,
       spn,
+      key: servicePortKey(spn, p.protocol),
       namespace: svc.namespace,
       name: svc.name,
       portName: p.name,
