@@ -68,12 +68,16 @@ export interface RenderFlags extends NodeFlagValues, ClusterFlagValues {
   strict?: boolean;
 }
 
-/** Read PATHs and render them with the node flags: the pipeline render, diff and explain share. */
+/**
+ * Read PATHs and render them with the node flags: the pipeline render, diff and explain share.
+ * `summaries` false: the ruleset has no per-port summaries (a caller that only writes the rules).
+ */
 export function renderPaths(
   paths: string[],
   opts: NodeFlagValues & ClusterFlagValues,
   io: IO,
   family: "IPv4" | "IPv6",
+  summaries = true,
 ): RenderResult & { ruleset: Ruleset } {
   if (paths.length === 0) throw new UsageError("no manifests given: name files or directories, or - for stdin");
   const config = resolveProxyConfig(opts, io);
@@ -86,6 +90,7 @@ export function renderPaths(
     namespace: c.namespace,
     cluster: c.cluster,
     checkServiceCIDRs: c.checkServiceCIDRs,
+    summaries,
   });
   for (const n of result.loaded.notes) io.stderr(`kip: note: ${bare(n.file)}: ${n.message}\n`);
   if (result.errors.length === 0 && result.loaded.state.services.length === 0)
@@ -136,7 +141,8 @@ function withSimulated(json: object, r: RenderResult): object {
 
 export function runRender(paths: string[], opts: RenderFlags, io: IO): number {
   const family = opts.ipFamily;
-  const result = renderPaths(paths, opts, io, family);
+  // Per-port summaries are read by -o json and the summary line on a terminal only.
+  const result = renderPaths(paths, opts, io, family, opts.output === "json" || io.stderrIsTTY);
   if (opts.strict && result.warnings.length > 0) {
     io.stderr(`kip: ${plural(result.warnings.length, "warning")} under --strict; nothing rendered\n`);
     return 1;
