@@ -1,7 +1,7 @@
 /**
  * What a command may touch of the outside world, injected so tests can run commands in-process.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { UsageError } from "./errors.ts";
 
@@ -17,10 +17,37 @@ export interface IO {
   env: Record<string, string | undefined>;
 }
 
+/** One reused buffer for stdout: a render's 32 MB goes out through it, a piece at a time. */
+let scratch = Buffer.allocUnsafe(1 << 16);
+
+/** A millisecond's pause, for a descriptor someone else made non-blocking. */
+const pause = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+
+/**
+ * `text` written to `fd` whole before returning: a slow reader (`kip render | iptables-restore`)
+ * holds kip back instead of the runtime queueing the output in memory (30+ MB at 10k
+ * Services). Partial writes continue; EAGAIN (a descriptor made non-blocking by whoever
+ * shares it) waits and retries.
+ */
+export function writeAllSync(fd: number, text: string, wait: () => void = pause): void {
+  const need = Buffer.byteLength(text);
+  if (need > scratch.length) scratch = Buffer.allocUnsafe(need);
+  const n = scratch.write(text, 0, "utf8");
+  for (let off = 0; off < n; ) {
+    try {
+      off += writeSync(fd, scratch, off, n - off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException)?.code !== "EAGAIN") throw e;
+      wait();
+    }
+  }
+}
+
 export function processIO(): IO {
   // A reader that went away (`kip … | head`) is not an error: stop writing, quietly.
   let closed = false;
   const gone = (e: unknown) => (e as NodeJS.ErrnoException)?.code === "EPIPE";
+  // (Others may still write to process.stdout: commander's help, for one.)
   process.stdout.on("error", (e) => {
     if (gone(e)) closed = true;
     else throw e;
@@ -29,7 +56,7 @@ export function processIO(): IO {
     stdout: (t) => {
       if (closed) return;
       try {
-        process.stdout.write(t);
+        writeAllSync(1, t);
       } catch (e) {
         if (gone(e)) closed = true;
         else throw e;
