@@ -16,7 +16,7 @@ import { type Review, reviewChanges } from "../lib/review.ts";
 import { reviewMarkdown } from "./diff_markdown.ts";
 import { UsageError } from "./errors.ts";
 import { type IO, useColor } from "./io.ts";
-import { familyRunners, kubeChainsElsewhere, liveDump, readDumpFile, requireRoot } from "./node.ts";
+import { familyRunners, kubeChainsElsewhere, readDumpFile, requireRoot, startLiveDump } from "./node.ts";
 import { type ClusterFlagValues, type NodeFlagValues, resolveProxyConfig } from "./node_flags.ts";
 import { renderPaths } from "./render.ts";
 
@@ -72,16 +72,20 @@ function renderIO(io: IO): IO {
 }
 
 /**
- * One family's live tables, started now so that the save, the render and the parse overlap.
- * `warning` says when the other backend also holds KUBE-* chains.
+ * One family's live tables, the save started now so that it and the render overlap; read
+ * once the desired rules are there, settling what matches them as it arrives. `warning` says
+ * when the other backend also holds KUBE-* chains.
  */
-function startLive(runner: ExecRunner): { dump: Promise<SaveDump>; warning: Promise<string | undefined> } {
+function startLive(runner: ExecRunner): {
+  dump: { read(settle: DesiredTables): Promise<SaveDump> };
+  warning: Promise<string | undefined>;
+} {
   const warning = kubeChainsElsewhere(runner).then((other) =>
     other
       ? `kip: warning: the ${other} backend also holds ${runner.family} KUBE-* chains; this diff reads ${runner.describe()}, the host's default\n`
       : undefined,
   );
-  return { dump: liveDump(runner), warning };
+  return { dump: startLiveDump(runner), warning };
 }
 
 /** The engine's rules of PATH for each family: the manifests are read and loaded once. */
@@ -240,7 +244,8 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
     const runners = await hostRunners(opts, io);
     single = opts.ipFamily !== undefined;
     // Every family's iptables-save starts first and runs while kip renders (~2 s at 10k
-    // Services); each dump is parsed as it arrives.
+    // Services); each dump is then parsed as it arrives, chains that are as desired settled
+    // on the way (SaveParser's settle), so little is left to compare when the save ends.
     const lives = runners.map(startLive);
     const desired = desiredFor(
       paths,
@@ -253,9 +258,10 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
     for (const [i, runner] of runners.entries()) {
       const family = runner.family;
       const source = runner.describe();
+      const want = desired.get(family) as DesiredTables;
       let live: SaveDump;
       try {
-        live = await lives[i].dump;
+        live = await lives[i].dump.read(want);
       } catch (e) {
         io.stderr(`kip: ${family}: cannot read the tables (${source}): ${(e as Error).message}\n`);
         diffs.push({ family, source, error: (e as Error).message });
@@ -265,7 +271,6 @@ export async function runDiff(paths: string[], opts: DiffFlags, io: IO): Promise
       if (warning) io.stderr(warning);
       io.stderr(`kip: live ${family} rules from ${source}\n`);
       const labels = { oldLabel: `live${tag(family)}`, newLabel: `desired${tag(family)}` };
-      const want = desired.get(family) as DesiredTables;
       diffs.push({ family, source, result: compareDumps(live, want, { family, jumps: true, ...labels }) });
     }
   }

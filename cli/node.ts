@@ -5,7 +5,7 @@
  */
 import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
-import { parseSave, type SaveDump, SaveParser } from "../lib/iptables/save_parser.ts";
+import { parseSave, type SaveDump, SaveParser, type SettleAgainst } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
 import { KUBE_SERVICES } from "../lib/proxy/chains.ts";
 import { NeedsRoot, UsageError } from "./errors.ts";
@@ -59,13 +59,26 @@ export function readDumpFile(io: IO, file: string): { dump: SaveDump; family?: I
  * its output is parsed as it arrives, so a caller can render meanwhile.
  */
 export function liveDump(runner: ExecRunner): Promise<SaveDump> {
-  const parser = new SaveParser();
-  const dump = runner
-    .startSave()
-    .read((text) => parser.push(text))
-    .then(() => parser.finish());
+  const dump = startLiveDump(runner).read();
   dump.catch(() => {}); // the caller may await it later
   return dump;
+}
+
+/**
+ * iptables-save started now, its output (kept in a scratch file meanwhile) read when `read`
+ * is called: a diff renders first, then reads the dump settling the rules that are as
+ * desired (SaveParser's `settle`), so an unchanged node's rules are neither kept nor
+ * compared after the tool ends.
+ */
+export function startLiveDump(runner: ExecRunner): { read(settle?: SettleAgainst): Promise<SaveDump> } {
+  const save = runner.startSave();
+  return {
+    async read(settle) {
+      const parser = new SaveParser(settle);
+      await save.read((text) => parser.push(text));
+      return parser.finish();
+    },
+  };
 }
 
 /**

@@ -256,8 +256,14 @@ export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o
     const owner = o.owner;
     for (const c of owner.fixedChains[table]) if (!d?.chains.has(c)) visit(c, undefined, have.chains.get(c));
     let matched = 0;
+    // Chains the parser found equal while reading (SaveDump.settled) hold no rules here.
+    const settled = old.settled?.get(table);
     for (const [c, want] of d?.chains ?? []) {
       if (!owner.isKindred(c)) continue;
+      if (settled?.has(c)) {
+        matched++;
+        continue;
+      }
       const live = have.chains.get(c);
       if (live) matched++;
       visit(c, want, live);

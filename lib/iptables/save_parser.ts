@@ -74,6 +74,20 @@ export interface SaveDump {
    * `excerpt` (the start of the line, quoted) is for callers that may show it.
    */
   errors: { line: number; message: string; excerpt?: string }[];
+  /**
+   * Per table, the chains whose rules were the same as the `settle` rules' (SaveParser's
+   * option), line for line and as text, and that the dump declares: their rules were let go
+   * while reading, so `rules` does not hold them. A comparison takes them as equal.
+   */
+  settled?: Map<string, Set<string>>;
+}
+
+/**
+ * Rules to settle while reading: per table, per chain, the rule lines expected, in order and
+ * in iptables-save's own form (compare.ts's DesiredTables has this shape).
+ */
+export interface SettleAgainst {
+  tables: ReadonlyMap<string, { chains: ReadonlyMap<string, readonly string[]> }>;
 }
 
 export const BUILTIN_CHAINS = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"]);
@@ -126,6 +140,15 @@ export function parseSave(text: string): SaveDump {
   return p.finish();
 }
 
+/** The first `n` expected lines of a chain, matched and let go while settling, as its rules. */
+function restore(table: SavedTable, chain: string, want: readonly string[], n: number): void {
+  for (let k = 0; k < n; k++) {
+    const text = want[k];
+    const sp = text.indexOf(" ", 3);
+    table.rules.push(new LazyRule("-A", chain, text, 0, sp < 0 ? text.length : sp + 1));
+  }
+}
+
 /**
  * parseSave fed in pieces, as iptables-save's output arrives: a diff parses the live tables
  * while the tool is still writing them. Pieces may end mid-line; finish() reads the rest.
@@ -135,6 +158,19 @@ export class SaveParser {
   private cur: SavedTable | undefined;
   private lineNo = 0;
   private carry = "";
+  /** Per table: the rules of each settling chain matched so far, or -1 once one differed. */
+  private readonly matched = new Map<string, Map<string, number>>();
+  /** The current table's expected rules and matches (when settling). */
+  private want: ReadonlyMap<string, readonly string[]> | undefined;
+  private seen: Map<string, number> | undefined;
+
+  /**
+   * With `settle`, a chain whose rules arrive the same as expected (line for line, as text)
+   * is not kept: at 10k Services a diff of an unchanged node then holds no live rules, and
+   * compares none after the dump ends. The rules of a chain that turns out to differ are kept
+   * whole (those matched before the first difference are the expected lines).
+   */
+  constructor(private readonly settle?: SettleAgainst) {}
 
   push(text: string): void {
     let at = 0;
@@ -162,7 +198,42 @@ export class SaveParser {
     this.carry = "";
     if (this.cur)
       this.dump.errors.push({ line: this.lineNo, message: `table ${this.cur.name} has no COMMIT (a cut-off dump?)` });
+    if (this.settle) {
+      // Settled: every expected line came, nothing more, in a chain the dump declares. Any
+      // other chain gets back the lines it matched (a prefix of what was expected).
+      const settled = new Map<string, Set<string>>();
+      for (const [name, seen] of this.matched) {
+        const table = this.dump.tables.get(name);
+        const set = new Set<string>();
+        for (const [chain, want] of this.settle.tables.get(name)?.chains ?? []) {
+          const n = seen.get(chain) ?? 0;
+          if (n === want.length && table?.chains.has(chain)) set.add(chain);
+          else if (n > 0 && table) restore(table, chain, want, n);
+        }
+        settled.set(name, set);
+      }
+      this.dump.settled = settled;
+    }
     return this.dump;
+  }
+
+  /**
+   * Whether a rule line of a settling chain matched the next expected line (and is let go).
+   * On the first difference the lines matched so far come back as rules, before this one.
+   */
+  private settled(op: string, chain: string, line: string, cur: SavedTable): boolean {
+    const want = this.want?.get(chain);
+    const seen = this.seen;
+    if (!want || !seen) return false;
+    const n = seen.get(chain) ?? 0;
+    if (n < 0) return false;
+    if (op === "-A" && n < want.length && line === want[n]) {
+      seen.set(chain, n + 1);
+      return true;
+    }
+    restore(cur, chain, want, n);
+    seen.set(chain, -1);
+    return false;
   }
 
   private line(text: string): void {
@@ -188,6 +259,7 @@ export class SaveParser {
         return;
       }
       if (op === "-A" || op === "-I" || op === "-D") {
+        if (this.seen && this.settled(op, chain, line, cur)) return;
         if (unbalancedQuotes(line)) {
           dump.errors.push({ line: lineNo, message: "unterminated quote", excerpt: excerpt(line) });
           return;
@@ -212,10 +284,16 @@ export class SaveParser {
       const name = line.slice(1).trim();
       this.cur = dump.tables.get(name);
       if (!this.cur) dump.tables.set(name, (this.cur = { name, chains: new Map(), rules: [], deletes: [] }));
+      this.want = this.settle?.tables.get(name)?.chains;
+      let seen = this.matched.get(name);
+      if (this.want && !seen) this.matched.set(name, (seen = new Map()));
+      this.seen = this.want ? seen : undefined;
       return;
     }
     if (line === "COMMIT") {
       this.cur = undefined;
+      this.want = undefined;
+      this.seen = undefined;
       return;
     }
     if (!cur) {
