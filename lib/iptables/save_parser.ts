@@ -163,6 +163,14 @@ export class SaveParser {
   /** The current table's expected rules and matches (when settling). */
   private want: ReadonlyMap<string, readonly string[]> | undefined;
   private seen: Map<string, number> | undefined;
+  /**
+   * The chain being read (rules come chain by chain), its expected lines and how many matched
+   * (-1: one differed), kept here and written to `seen` when another chain starts: a line that
+   * is the next expected one is settled with one comparison, no lookup.
+   */
+  private chain = "";
+  private chainWant: readonly string[] | undefined;
+  private chainN = 0;
 
   /**
    * With `settle`, a chain whose rules arrive the same as expected (line for line, as text)
@@ -198,6 +206,7 @@ export class SaveParser {
     this.carry = "";
     if (this.cur)
       this.dump.errors.push({ line: this.lineNo, message: `table ${this.cur.name} has no COMMIT (a cut-off dump?)` });
+    this.endChain();
     if (this.settle) {
       // Settled: every expected line came, nothing more, in a chain the dump declares. Any
       // other chain gets back the lines it matched (a prefix of what was expected).
@@ -222,18 +231,29 @@ export class SaveParser {
    * On the first difference the lines matched so far come back as rules, before this one.
    */
   private settled(op: string, chain: string, line: string, cur: SavedTable): boolean {
-    const want = this.want?.get(chain);
-    const seen = this.seen;
-    if (!want || !seen) return false;
-    const n = seen.get(chain) ?? 0;
-    if (n < 0) return false;
-    if (op === "-A" && n < want.length && line === want[n]) {
-      seen.set(chain, n + 1);
+    if (chain !== this.chain) {
+      this.endChain();
+      this.chain = chain;
+      this.chainWant = this.want?.get(chain);
+      this.chainN = this.chainWant ? (this.seen?.get(chain) ?? 0) : 0;
+    }
+    const want = this.chainWant;
+    const n = this.chainN;
+    if (!want || n < 0) return false;
+    if (op === "-A" && line === want[n]) {
+      this.chainN++;
       return true;
     }
     restore(cur, chain, want, n);
-    seen.set(chain, -1);
+    this.chainN = -1;
     return false;
+  }
+
+  /** The chain being read is left: its count goes to `seen`. */
+  private endChain(): void {
+    if (this.chainWant) this.seen?.set(this.chain, this.chainN);
+    this.chain = "";
+    this.chainWant = undefined;
   }
 
   private line(text: string): void {
@@ -242,6 +262,13 @@ export class SaveParser {
   }
 
   private read(line: string, lineNo: number): void {
+    // Settling, the hot path: the next expected line of the chain being read (past its end
+    // or after a difference, `chainWant[chainN]` is undefined).
+    const next = this.chainWant;
+    if (next !== undefined && line === next[this.chainN]) {
+      this.chainN++;
+      return;
+    }
     const dump = this.dump;
     const cur = this.cur;
     const first = line.charCodeAt(0);
@@ -284,6 +311,7 @@ export class SaveParser {
       const name = line.slice(1).trim();
       this.cur = dump.tables.get(name);
       if (!this.cur) dump.tables.set(name, (this.cur = { name, chains: new Map(), rules: [], deletes: [] }));
+      this.endChain();
       this.want = this.settle?.tables.get(name)?.chains;
       let seen = this.matched.get(name);
       if (this.want && !seen) this.matched.set(name, (seen = new Map()));
@@ -291,6 +319,7 @@ export class SaveParser {
       return;
     }
     if (line === "COMMIT") {
+      this.endChain();
       this.cur = undefined;
       this.want = undefined;
       this.seen = undefined;
