@@ -140,6 +140,12 @@ export function parseSave(text: string): SaveDump {
   return p.finish();
 }
 
+/** A chain being settled: its expected lines, and how many arrived (-1 once one differed). */
+interface ChainState {
+  readonly want: readonly string[];
+  n: number;
+}
+
 /** The first `n` expected lines of a chain, matched and let go while settling, as its rules. */
 function restore(table: SavedTable, chain: string, want: readonly string[], n: number): void {
   for (let k = 0; k < n; k++) {
@@ -158,19 +164,17 @@ export class SaveParser {
   private cur: SavedTable | undefined;
   private lineNo = 0;
   private carry = "";
-  /** Per table: the rules of each settling chain matched so far, or -1 once one differed. */
-  private readonly matched = new Map<string, Map<string, number>>();
-  /** The current table's expected rules and matches (when settling). */
-  private want: ReadonlyMap<string, readonly string[]> | undefined;
-  private seen: Map<string, number> | undefined;
   /**
-   * The chain being read (rules come chain by chain), its expected lines and how many matched
-   * (-1: one differed), kept here and written to `seen` when another chain starts: a line that
-   * is the next expected one is settled with one comparison, no lookup.
+   * When settling, per table, per expected chain: its expected lines and how many arrived so
+   * far (-1 once one differed). Made in the constructor, before the dump comes: a chain
+   * starting then costs one lookup, and a line that is its next expected one a comparison.
    */
+  private readonly states = new Map<string, Map<string, ChainState>>();
+  /** The current table's states (when settling). */
+  private tableStates: Map<string, ChainState> | undefined;
+  /** The chain being read (rules come chain by chain) and its state, if it is expected. */
   private chain = "";
-  private chainWant: readonly string[] | undefined;
-  private chainN = 0;
+  private state: ChainState | undefined;
 
   /**
    * With `settle`, a chain whose rules arrive the same as expected (line for line, as text)
@@ -178,7 +182,13 @@ export class SaveParser {
    * compares none after the dump ends. The rules of a chain that turns out to differ are kept
    * whole (those matched before the first difference are the expected lines).
    */
-  constructor(private readonly settle?: SettleAgainst) {}
+  constructor(private readonly settle?: SettleAgainst) {
+    for (const [name, t] of settle?.tables ?? []) {
+      const states = new Map<string, ChainState>();
+      for (const [chain, want] of t.chains) states.set(chain, { want, n: 0 });
+      this.states.set(name, states);
+    }
+  }
 
   push(text: string): void {
     let at = 0;
@@ -206,18 +216,17 @@ export class SaveParser {
     this.carry = "";
     if (this.cur)
       this.dump.errors.push({ line: this.lineNo, message: `table ${this.cur.name} has no COMMIT (a cut-off dump?)` });
-    this.endChain();
     if (this.settle) {
       // Settled: every expected line came, nothing more, in a chain the dump declares. Any
       // other chain gets back the lines it matched (a prefix of what was expected).
       const settled = new Map<string, Set<string>>();
-      for (const [name, seen] of this.matched) {
+      for (const [name, states] of this.states) {
         const table = this.dump.tables.get(name);
+        if (!table) continue;
         const set = new Set<string>();
-        for (const [chain, want] of this.settle.tables.get(name)?.chains ?? []) {
-          const n = seen.get(chain) ?? 0;
-          if (n === want.length && table?.chains.has(chain)) set.add(chain);
-          else if (n > 0 && table) restore(table, chain, want, n);
+        for (const [chain, st] of states) {
+          if (st.n === st.want.length && table.chains.has(chain)) set.add(chain);
+          else if (st.n > 0) restore(table, chain, st.want, st.n);
         }
         settled.set(name, set);
       }
@@ -232,28 +241,18 @@ export class SaveParser {
    */
   private settled(op: string, chain: string, line: string, cur: SavedTable): boolean {
     if (chain !== this.chain) {
-      this.endChain();
       this.chain = chain;
-      this.chainWant = this.want?.get(chain);
-      this.chainN = this.chainWant ? (this.seen?.get(chain) ?? 0) : 0;
+      this.state = this.tableStates?.get(chain);
     }
-    const want = this.chainWant;
-    const n = this.chainN;
-    if (!want || n < 0) return false;
-    if (op === "-A" && line === want[n]) {
-      this.chainN++;
+    const st = this.state;
+    if (!st || st.n < 0) return false;
+    if (op === "-A" && line === st.want[st.n]) {
+      st.n++;
       return true;
     }
-    restore(cur, chain, want, n);
-    this.chainN = -1;
+    restore(cur, chain, st.want, st.n);
+    st.n = -1;
     return false;
-  }
-
-  /** The chain being read is left: its count goes to `seen`. */
-  private endChain(): void {
-    if (this.chainWant) this.seen?.set(this.chain, this.chainN);
-    this.chain = "";
-    this.chainWant = undefined;
   }
 
   private line(text: string): void {
@@ -263,10 +262,10 @@ export class SaveParser {
 
   private read(line: string, lineNo: number): void {
     // Settling, the hot path: the next expected line of the chain being read (past its end
-    // or after a difference, `chainWant[chainN]` is undefined).
-    const next = this.chainWant;
-    if (next !== undefined && line === next[this.chainN]) {
-      this.chainN++;
+    // or after a difference, `want[n]` is undefined).
+    const st = this.state;
+    if (st !== undefined && line === st.want[st.n]) {
+      st.n++;
       return;
     }
     const dump = this.dump;
@@ -286,7 +285,7 @@ export class SaveParser {
         return;
       }
       if (op === "-A" || op === "-I" || op === "-D") {
-        if (this.seen && this.settled(op, chain, line, cur)) return;
+        if (this.tableStates && this.settled(op, chain, line, cur)) return;
         if (unbalancedQuotes(line)) {
           dump.errors.push({ line: lineNo, message: "unterminated quote", excerpt: excerpt(line) });
           return;
@@ -311,18 +310,16 @@ export class SaveParser {
       const name = line.slice(1).trim();
       this.cur = dump.tables.get(name);
       if (!this.cur) dump.tables.set(name, (this.cur = { name, chains: new Map(), rules: [], deletes: [] }));
-      this.endChain();
-      this.want = this.settle?.tables.get(name)?.chains;
-      let seen = this.matched.get(name);
-      if (this.want && !seen) this.matched.set(name, (seen = new Map()));
-      this.seen = this.want ? seen : undefined;
+      this.tableStates = this.states.get(name);
+      this.chain = "";
+      this.state = undefined;
       return;
     }
     if (line === "COMMIT") {
-      this.endChain();
       this.cur = undefined;
-      this.want = undefined;
-      this.seen = undefined;
+      this.tableStates = undefined;
+      this.chain = "";
+      this.state = undefined;
       return;
     }
     if (!cur) {
