@@ -190,9 +190,12 @@ export function scanJSON(text: string): JSONScan {
       expectKey = c === 123;
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
       if (itemsState === 2 && frames.length === 2 && items) {
-        items.ends.push(i);
-        items.close = i;
-        itemsState = 3;
+        // Only a `]` closes the list: a `}` there is a mismatch, which the whole parse reports.
+        if (c === 93) {
+          items.ends.push(i);
+          items.close = i;
+          itemsState = 3;
+        } else itemsState = 0;
       }
       const base = frames.pop();
       // A closed map's keys leave the stack; its parent's keys below stay contiguous.

@@ -104,6 +104,6 @@ test("property: a settled dump compares as the whole dump, whatever the live sid
       );
       expect(compareDumps(settled, desired, opts)).toEqual(whole);
     }),
-    { numRuns: 500 },
+    { numRuns: 2000 },
   );
 });
