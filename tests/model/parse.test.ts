@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
-import { findDuplicateJSONKey, parseManifestText } from "../../lib/model/parse.ts";
+import { findDuplicateJSONKey } from "../../lib/model/json_scan.ts";
+import { parseManifestText } from "../../lib/model/parse.ts";
 
 test("multi-document YAML, with lines for field paths", () => {
   const text = "a: 1\n---\n# two\nkind: Service\nspec:\n  ports:\n    - port: 80\n      name: x\n---\n";
