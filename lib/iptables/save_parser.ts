@@ -147,7 +147,7 @@ interface ChainState {
 }
 
 /** The first `n` expected lines of a chain, matched and let go while settling, as its rules. */
-function restore(table: SavedTable, chain: string, want: readonly string[], n: number): void {
+function keepMatched(table: SavedTable, chain: string, want: readonly string[], n: number): void {
   for (let k = 0; k < n; k++) {
     const text = want[k];
     const sp = text.indexOf(" ", 3);
@@ -226,7 +226,7 @@ export class SaveParser {
         const set = new Set<string>();
         for (const [chain, st] of states) {
           if (st.n === st.want.length && table.chains.has(chain)) set.add(chain);
-          else if (st.n > 0) restore(table, chain, st.want, st.n);
+          else if (st.n > 0) keepMatched(table, chain, st.want, st.n);
         }
         settled.set(name, set);
       }
@@ -250,7 +250,7 @@ export class SaveParser {
       st.n++;
       return true;
     }
-    restore(cur, chain, st.want, st.n);
+    keepMatched(cur, chain, st.want, st.n);
     st.n = -1;
     return false;
   }

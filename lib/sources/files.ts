@@ -230,7 +230,6 @@ export function readManifestFile(
       if (n === 0) break;
       size += n;
     }
-    if (size > maxFile) throw new Refused(`over the ${maxFile}-byte limit per file (skipped)`);
     return { text: buf.toString("utf8", 0, size), bytes: size };
   } catch (err) {
     const why =
