@@ -4,9 +4,10 @@
  * validate), build (engine) and write (restore text) — build and write as the median of three
  * runs after a warm-up — plus peak RSS; the compiled binary's render start to finish at each
  * size, beside the floor of this runtime (scripts/bench_floor.ts: read + JSON.parse the input
- * and write the same text, no validation, no rules); and its time on examples/seed. Each size
- * runs in a child process so its peak RSS is its own. A benchmark, not a test: it prints, it
- * does not judge.
+ * and write the same text, no validation, no rules) and the rules' floor
+ * (scripts/bench_floor_rules.ts: the same bytes formatted from the parsed input, no
+ * validation); and its time on examples/seed. Each size runs in a child process so its peak
+ * RSS is its own. A benchmark, not a test: it prints, it does not judge.
  *
  *   bun scripts/bench.ts                 # 1k, 10k, 30k
  *   bun scripts/bench.ts --sizes 1000    # a quick look (--runs K: compiled render runs, 2)
@@ -183,16 +184,18 @@ interface Timed {
 
 /**
  * The compiled `kip render` of an N × 10 cluster, start to finish, its output written to a
- * file; each run beside one of scripts/bench_floor.ts (read + JSON.parse the input, write the
- * same output text): the floor of this runtime, no validation and no rules.
+ * file; each run beside two floors: scripts/bench_floor.ts (read + JSON.parse the input, write
+ * the same output text: this runtime's floor, no validation and no rules) and
+ * scripts/bench_floor_rules.ts (the same bytes formatted from the parsed input the shortest
+ * way, no validation: the rules' floor), whose output must equal kip's.
  */
-function renderE2E(n: number, runs: number): { kip: Timed; floor: Timed }[] {
+function renderE2E(n: number, runs: number): { kip: Timed; floor: Timed; rules: Timed }[] {
   const dir = mkdtempSync(join(tmpdir(), "kip-bench-"));
   try {
     const file = join(dir, "cluster.json");
     writeFileSync(file, syntheticCluster(n));
     const rules = join(dir, "out.txt");
-    const out: { kip: Timed; floor: Timed }[] = [];
+    const out: { kip: Timed; floor: Timed; rules: Timed }[] = [];
     for (let i = 0; i < runs; i++) {
       const kip = timed([KIP, "render", file, ...NODE_FLAGS], rules);
       if (kip.status !== 0) throw new Error(`kip render: ${kip.stderr}`);
@@ -201,7 +204,14 @@ function renderE2E(n: number, runs: number): { kip: Timed; floor: Timed }[] {
         join(dir, "floor.txt"),
       );
       if (floor.status !== 0) throw new Error(`bench_floor: ${floor.stderr}`);
-      out.push({ kip, floor });
+      const formatted = join(dir, "floor-rules.txt");
+      const script = join(import.meta.dir, "bench_floor_rules.ts");
+      const rulesFloor = timed([process.execPath, script, file, NODE_FLAGS[3]], formatted);
+      if (rulesFloor.status !== 0) throw new Error(`bench_floor_rules: ${rulesFloor.stderr}`);
+      // The same work, or it is no floor: its bytes are kip's.
+      if (!readFileSync(formatted).equals(readFileSync(rules)))
+        throw new Error("bench_floor_rules: its output is not kip render's (the input or kip changed: update it)");
+      out.push({ kip, floor, rules: rulesFloor });
     }
     return out;
   } finally {
@@ -329,16 +339,16 @@ if (process.argv[2] === "--sync") {
     );
   if (spawnSync(KIP, ["--version"]).status === 0) {
     console.log(
-      `\ncompiled \`kip render\` (${KIP}), start to finish, output to a file; floor: read + JSON.parse + write the same text (scripts/bench_floor.ts):\n`,
+      `\ncompiled \`kip render\` (${KIP}), start to finish, output to a file; runtime floor: read + JSON.parse + write the same text (scripts/bench_floor.ts); rules floor: the same bytes formatted from the parsed input, no validation (scripts/bench_floor_rules.ts):\n`,
     );
     console.log(
-      "| services × 10 eps | run | wall ms | CPU ms (user + sys) | peak RSS MB | floor wall ms | floor peak MB | wall / floor |",
+      "| services × 10 eps | run | wall ms | CPU ms (user + sys) | peak RSS MB | runtime floor ms / MB | rules floor ms / CPU ms / MB | wall / runtime floor | wall / rules floor |",
     );
-    console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const n of sizes)
-      for (const [i, { kip: r, floor }] of renderE2E(n, runsArg()).entries())
+      for (const [i, { kip: r, floor, rules }] of renderE2E(n, runsArg()).entries())
         console.log(
-          `| ${n} | ${i + 1} | ${f(r.ms)} | ${f(r.cpuS * 1000)} | ${f(r.peakMB)} | ${f(floor.ms)} | ${f(floor.peakMB)} | ${(r.ms / floor.ms).toFixed(2)}× |`,
+          `| ${n} | ${i + 1} | ${f(r.ms)} | ${f(r.cpuS * 1000)} | ${f(r.peakMB)} | ${f(floor.ms)} / ${f(floor.peakMB)} | ${f(rules.ms)} / ${f(rules.cpuS * 1000)} / ${f(rules.peakMB)} | ${(r.ms / floor.ms).toFixed(2)}× | ${(r.ms / rules.ms).toFixed(2)}× |`,
         );
   }
   const seed = seedTiming();
