@@ -318,6 +318,27 @@ describe("9. YAML failures are manifest errors, fast, in bounded memory; parsing
     expect(r.errors).toEqual([]);
     expect((r.docs[0].value as { merged: unknown }).merged).toEqual({ app: "web", tier: "back" });
   });
+  test("keys named like Object.prototype's members are unknown fields, not shapes", () => {
+    const keys = ["__proto__", "toString", "constructor", "hasOwnProperty", "valueOf"];
+    const spec = `  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n${keys.map((k) => `  ${k}: {a: 1}\n`).join("")}`;
+    const endpoint = `  - addresses: ["10.0.0.1"]\n${keys.map((k) => `    ${k}: [1]\n`).join("")}`;
+    const got = warnings(`${SVC(spec)}---\n${SLICE(endpoint)}`);
+    expect(got).toEqual([
+      ...keys.map((k, i) => `${7 + i}: Service shop/web: spec.${k}: unknown field`),
+      ...keys.map((k, i) => `${20 + i}: EndpointSlice shop/web-1: endpoints[0].${k}: unknown field`),
+    ]);
+    // The same in JSON, where JSON.parse makes "__proto__" an own key too.
+    const json = JSON.stringify({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web", namespace: "shop" },
+      spec: { clusterIP: "10.96.0.1", ports: [{ port: 80 }], toString: 1, constructor: {} },
+    }).replace('"toString"', '"__proto__":{"x":1},"toString"');
+    const fromJSON = load(json, {}, "m.json").warnings.map((w) => w.message);
+    expect(fromJSON).toEqual(
+      ["__proto__", "toString", "constructor"].map((k) => `Service shop/web: spec.${k}: unknown field`),
+    );
+  });
   test("__proto__ is a key like any other", () => {
     const v = parseManifestText("m.yaml", "__proto__: {polluted: true}\n").docs[0].value as Record<string, unknown>;
     expect(Object.keys(v)).toEqual(["__proto__"]);
