@@ -3,7 +3,7 @@
  * check, a runner per family, the tables read as a dump (live, or a saved file), and the
  * probe of the other backend.
  */
-import { availableBackends, ExecRunner } from "../lib/iptables/exec_runner.ts";
+import { availableBackends, ExecRunner, legacyTableExists } from "../lib/iptables/exec_runner.ts";
 import { type Backend, IptablesUnavailable } from "../lib/iptables/runner.ts";
 import { parseSave, type SaveDump, SaveParser, type SettleAgainst } from "../lib/iptables/save_parser.ts";
 import type { IPFamily } from "../lib/model/ip.ts";
@@ -83,11 +83,13 @@ export function startLiveDump(runner: ExecRunner): { read(settle?: SettleAgainst
 
 /**
  * The other backend of `runner`'s family, when it holds kube-proxy's chains: a node whose
- * rules were written through it looks empty through this one.
+ * rules were written through it looks empty through this one. Asks nothing of a legacy
+ * backend without a nat table: asking would make one.
  */
 export async function kubeChainsElsewhere(runner: ExecRunner): Promise<Backend | undefined> {
   for (const other of await availableBackends(runner.family)) {
     if (other === runner.backend) continue;
+    if (other === "legacy" && !legacyTableExists(runner.family, "nat")) continue;
     try {
       const r = await ExecRunner.create(runner.family, other);
       if (await r.chainExists("nat", KUBE_SERVICES)) return other;

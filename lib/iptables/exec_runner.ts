@@ -3,7 +3,7 @@
  * the backend (`ip6tables-nft-restore`…); wait flags follow the version as in spec §9.1.
  */
 import { spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readSync, rmdirSync, unlinkSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmdirSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { IPFamily } from "../model/ip.ts";
@@ -291,6 +291,21 @@ export class ExecRunner extends CommandRunner {
     if (/can't initialize|Could not fetch rule set|Table does not exist|Failed to initialize nft/i.test(msg))
       return new IptablesUnavailable(`${tool}: ${this.backend} backend not usable here: ${msg.split("\n")[0]}`);
     return undefined;
+  }
+}
+
+/**
+ * Whether the legacy backend holds `table` in this network namespace: the kernel lists the
+ * legacy tables in use in /proc/net/ip_tables_names (ip6_tables_names), the file iptables-nft
+ * reads for its "legacy tables present" warning. Asking iptables-legacy about a table creates
+ * the table, so a probe that must leave a node as it found it looks here first.
+ */
+export function legacyTableExists(family: IPFamily, table: string): boolean {
+  const file = family === "IPv4" ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names";
+  try {
+    return readFileSync(file, "utf8").split("\n").includes(table);
+  } catch {
+    return false; // no such file: the legacy modules are not loaded, so it holds no table
   }
 }
 

@@ -39,3 +39,24 @@ describe.skipIf(skip)("rules in the other backend", () => {
       });
     });
 });
+
+describe.skipIf(skip)("looking for rules in the other backend changes nothing there", () => {
+  test("kip diff and explain through nft leave a legacy backend with no tables without any", async () => {
+    const rendered = kip(["render", ...SEED]);
+    expect(rendered.code).toBe(0);
+    await withNetns((_ns, run) => {
+      const tables = () => run(["cat", "/proc/net/ip_tables_names"]).stdout.split("\n").filter(Boolean);
+      loadLikeKubeProxy(run, "IPv4", "nft", rendered.stdout);
+      expect(tables()).toEqual([]);
+      // Differing rules, so the diff looks for them elsewhere (the probe runs on exit 1).
+      run(["iptables-nft", "-t", "nat", "-F", "KUBE-SERVICES"]);
+      const d = run([ensureBinary(), "diff", ...SEED, "--ip-family", "IPv4", "--backend", "nft"]);
+      expect(d.code).toBe(1);
+      expect(d.stderr).not.toContain("also holds");
+      const e = run([ensureBinary(), "explain", "--live", "--backend", "nft", "--dst", "10.97.54.248:80"]);
+      expect(e.stderr).not.toContain("kube-proxy's chains are in");
+      // iptables-legacy -t nat -S (what the probe would ask) would have made a nat table here.
+      expect(tables()).toEqual([]);
+    });
+  });
+});
