@@ -10,7 +10,7 @@ import {
   parsePortRange,
   parseServiceCIDRs,
 } from "../lib/model/allocate.ts";
-import { isDNS1123Label } from "../lib/model/validate.ts";
+import { isDNS1123Label } from "../lib/model/fields.ts";
 import { check, type DaemonConfig, parseKubeProxyConfiguration } from "../lib/proxy/config.ts";
 import { defaultConfig, type ProxyConfig } from "../lib/proxy/options.ts";
 import { UsageError } from "./errors.ts";

@@ -2,6 +2,7 @@
  * Manifests (text) → ClusterState, with every problem located at file:line and field path.
  */
 import { bare, quote } from "../util/quote.ts";
+import type { Reporter } from "./fields.ts";
 import { DeferredParseError, type ParsedDoc, type Path, parseManifestText } from "./parse.ts";
 import { type PolicyCheck, servicePolicyProblems } from "./policy.ts";
 import { PROBE_ANNOTATION, parseReadinessProbe } from "./probe.ts";
@@ -14,7 +15,8 @@ import {
 } from "./rules.ts";
 import { validateWorkload, type Workload } from "./simulate.ts";
 import type { ClusterState, EndpointSlice, Node, Origin, ReadinessProbe, Service } from "./types.ts";
-import { type Reporter, validateEndpointSlice, validateEndpoints, validateNode, validateService } from "./validate.ts";
+import { validateNode, validateService } from "./validate.ts";
+import { validateEndpointSlice, validateEndpoints } from "./validate_endpoints.ts";
 
 /** Something wrong (or worth saying) in the input, located in it. */
 export interface Problem {

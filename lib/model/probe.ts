@@ -9,10 +9,10 @@
  * endpoints' own addresses), and header names or values that could split a request.
  */
 import { quote } from "../util/quote.ts";
+import { isIANASvcName } from "./fields.ts";
 import { type Path, parseManifestText } from "./parse.ts";
 import { checkUnknownFields, LIMITS, PROBE_ANNOTATION, READINESS_PROBE } from "./rules.ts";
 import type { ReadinessProbe } from "./types.ts";
-import { isIANASvcName } from "./validate.ts";
 
 export { PROBE_ANNOTATION };
 

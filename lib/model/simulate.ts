@@ -13,9 +13,9 @@
 import { quote } from "../util/quote.ts";
 import { sha256 } from "../util/sha256.ts";
 import { AddressPool } from "./allocate.ts";
+import { Fields, isIANASvcName, type Reporter, readMeta } from "./fields.ts";
 import { type IPFamily, parseCIDR } from "./ip.ts";
 import type { EndpointSlice, Origin, Protocol, Service } from "./types.ts";
-import { Fields, isIANASvcName, type Reporter, readMeta } from "./validate.ts";
 
 /** A container port of a workload's pod template (what a Service's named targetPort refers to). */
 export interface ContainerPort {

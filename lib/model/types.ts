@@ -1,9 +1,10 @@
 /**
  * The validated, defaulted subset of Kubernetes objects that the engine reads.
  *
- * Objects reach this shape only through lib/model/validate.ts (or the apiserver source,
- * which uses the same converter), so every address here is canonical text and every name
- * has passed the API server's syntax rules: nothing in these types can inject a rule.
+ * Objects reach this shape only through lib/model/validate.ts and validate_endpoints.ts (or
+ * the apiserver source, which uses the same converters), so every address here is canonical
+ * text and every name has passed the API server's syntax rules: nothing in these types can
+ * inject a rule.
  */
 import type { IPFamily } from "./ip.ts";
 

@@ -3,10 +3,10 @@
  * checks shared by config files and flags (every value here can end up in a rule).
  */
 
+import { Fields, isDNS1123Subdomain, isInterfaceName, type Reporter } from "../model/fields.ts";
 import { parseCIDR, parseIP } from "../model/ip.ts";
 import { formatPath, type Problem } from "../model/load.ts";
 import { parseManifestText } from "../model/parse.ts";
-import { Fields, isDNS1123Subdomain, isInterfaceName, type Reporter } from "../model/validate.ts";
 import type { DetectLocalMode, ProxyConfig } from "./options.ts";
 
 /** Daemon settings from the same file (used by `kip sync`). */

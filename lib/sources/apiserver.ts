@@ -19,9 +19,11 @@ import type {
   KubernetesObject,
   Watch,
 } from "@kubernetes/client-node";
+import type { Reporter } from "../model/fields.ts";
 import { formatPath } from "../model/load.ts";
 import type { Path } from "../model/parse.ts";
-import { type Reporter, validateEndpointSlice, validateNode, validateService } from "../model/validate.ts";
+import { validateNode, validateService } from "../model/validate.ts";
+import { validateEndpointSlice } from "../model/validate_endpoints.ts";
 import { type ObjectKind, PROXY_LABEL_SELECTOR, type Source, type SourceEvent, type SourceHandler } from "./source.ts";
 
 type Client = typeof import("@kubernetes/client-node");

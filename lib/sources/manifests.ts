@@ -77,7 +77,7 @@ interface FileState {
  */
 export const RACY_MS = 2000;
 
-/** Endpoints mirrored by the loader (lib/model/validate.ts names them `NAME-mirror-N`). */
+/** Endpoints mirrored by the loader (lib/model/validate_endpoints.ts names them `NAME-mirror-N`). */
 const MIRROR_MANAGER = "endpointslicemirroring-controller.k8s.io";
 const isMirror = (s: EndpointSlice) =>
   s.labels["endpointslice.kubernetes.io/managed-by"] === MIRROR_MANAGER && /-mirror-\d+(-v6)?$/.test(s.name);

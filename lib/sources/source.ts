@@ -1,6 +1,6 @@
 /**
  * One interface for where cluster objects come from: the apiserver (informers) or a manifests
- * directory. Sources hand over validated model objects only (lib/model/validate.ts), so the
+ * directory. Sources hand over validated model objects only (lib/model/validate*.ts), so the
  * sync engine never sees an unchecked value; a bad object is reported and skipped.
  */
 import type { EndpointSlice, Node, Service } from "../model/types.ts";
