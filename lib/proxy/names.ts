@@ -9,8 +9,17 @@ import { EXT_PREFIX, FW_PREFIX, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX } from "./cha
 /** RFC 4648 base32's alphabet, as character codes. */
 const B32 = new Uint8Array([..."ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"].map((c) => c.charCodeAt(0)));
 
-/** The prefixes' char codes: `KUBE-SVC-` → [75, 85, …]. */
-const prefixCodes = new Map<string, number[]>();
+/** A chain prefix and its char codes (`KUBE-SVC-` → [75, 85, …]), for named. */
+interface Prefix {
+  text: string;
+  codes: number[];
+}
+const prefix = (text: string): Prefix => ({ text, codes: Array.from(text, (c) => c.charCodeAt(0)) });
+const SVC = prefix(SVC_PREFIX);
+const SVL = prefix(SVL_PREFIX);
+const EXT = prefix(EXT_PREFIX);
+const FW = prefix(FW_PREFIX);
+const SEP = prefix(SEP_PREFIX);
 
 /** Char code of base32 digit `i` of the digest `h`: its 5 bits from bit 5i, big-endian. */
 function digit(h: Int32Array, i: number): number {
@@ -36,11 +45,10 @@ function digits16(h: Int32Array): string {
  * names at 10k Services × 10 endpoints). The codes go as arguments: an array through
  * `apply` took twice as long.
  */
-function named(prefix: string, h: Int32Array): string {
-  let p = prefixCodes.get(prefix);
-  if (p === undefined) prefixCodes.set(prefix, (p = Array.from(prefix, (c) => c.charCodeAt(0))));
+function named(prefix: Prefix, h: Int32Array): string {
+  const p = prefix.codes;
   // KUBE-SVC-, -SVL-, -EXT- and -SEP- have nine chars; KUBE-FW- (eight) is rare.
-  if (p.length !== 9) return prefix + digits16(h);
+  if (p.length !== 9) return prefix.text + digits16(h);
   // biome-ignore format: the prefix, then the digits eight to a line
   return String.fromCharCode(
     p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8],
@@ -77,7 +85,7 @@ export interface ServiceChains {
  */
 export function serviceChains(spn: string, protocol: Protocol): ServiceChains {
   const h = sha256Words(spn + protocol.toLowerCase());
-  return { svc: named(SVC_PREFIX, h), svl: named(SVL_PREFIX, h), ext: named(EXT_PREFIX, h), fw: named(FW_PREFIX, h) };
+  return { svc: named(SVC, h), svl: named(SVL, h), ext: named(EXT, h), fw: named(FW, h) };
 }
 
 /** `KUBE-SEP-…` for one endpoint (`ipPort` is `10.0.0.1:80` or `[fd00::1]:80`). */
@@ -87,5 +95,5 @@ export function endpointChain(spn: string, protocol: Protocol, ipPort: string): 
 
 /** endpointChain with `spn + protocol.toLowerCase()` made once per service port (`base`). */
 export function endpointChainOf(base: string, ipPort: string): string {
-  return named(SEP_PREFIX, sha256Words(base + ipPort));
+  return named(SEP, sha256Words(base + ipPort));
 }
