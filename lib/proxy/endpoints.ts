@@ -32,20 +32,16 @@ const byName = (a: EndpointSlice, b: EndpointSlice) =>
 const byIpPort = (a: EndpointInfo, b: EndpointInfo) => (a.ipPort < b.ipPort ? -1 : a.ipPort > b.ipPort ? 1 : 0);
 
 /**
- * byIpPort for endpoints on one port, read from their addresses: `ip:port` is a rope until
- * something reads its chars, and kept unread here a render never makes its 100k flat copies
- * (at 10k Services × 10 endpoints). Both strings end in the same `:port` (`]:port` for IPv6),
- * so they order as the addresses do, except where one address is the other's prefix: then the
- * shorter one's next char is that `:` or `]`.
+ * byIpPort for endpoints of one slice on one port, read from their addresses: `ip:port` is a
+ * rope until something reads its chars, and kept unread here a render never makes its 100k
+ * flat copies (at 10k Services × 10 endpoints). Both strings end in the same `:port`
+ * (`]:port` for IPv6: `end` is that first char's code), so they order as the addresses do,
+ * except where one address is the other's prefix: then the shorter one's next char is `end`.
  */
-function byIpOnePort(a: EndpointInfo, b: EndpointInfo): number {
+function byAddress(a: EndpointInfo, b: EndpointInfo, end: number): number {
   const x = a.ip;
   const y = b.ip;
   if (x === y) return 0;
-  const v6 = x.includes(":");
-  // Mixed families are not one slice's (its addressType decides): compare the strings.
-  if (v6 !== y.includes(":")) return byIpPort(a, b);
-  const end = v6 ? 93 /* ] */ : 58 /* : */;
   if (x.length < y.length && y.startsWith(x)) return end - y.charCodeAt(x.length);
   if (y.length < x.length && x.startsWith(y)) return x.charCodeAt(y.length) - end;
   return x < y ? -1 : 1;
@@ -57,14 +53,14 @@ function tieKey(e: EndpointInfo): string {
   return `${e.ready ? 0 : 1}${e.serving ? 0 : 1}${e.terminating ? 1 : 0}${e.isLocal ? 0 : 1} ${e.zoneHints.join(",")} ${e.nodeHints.join(",")}`;
 }
 
-/** One port's endpoints by ip:port, then state. */
-const byIpPortThenState = (a: EndpointInfo, b: EndpointInfo) => {
-  const c = byIpOnePort(a, b);
+/** One slice port's endpoints by ip:port (byAddress), then state. */
+function byAddressThenState(a: EndpointInfo, b: EndpointInfo, end: number): number {
+  const c = byAddress(a, b, end);
   if (c !== 0) return c;
   const ka = tieKey(a);
   const kb = tieKey(b);
   return ka < kb ? -1 : ka > kb ? 1 : 0;
-};
+}
 
 /**
  * Endpoints of every service port found in `slices`, keyed by servicePortKey(spn, protocol),
@@ -107,6 +103,8 @@ export function endpointsByServicePort(
 /** One slice's endpoints on one port, sorted by ip:port and then state. */
 function sliceEndpoints(slice: EndpointSlice, port: number, nodeName: string): EndpointInfo[] {
   const eps: EndpointInfo[] = [];
+  // Every address is of the slice's type (validated): `ip:port`, or `[ip]:port` for IPv6.
+  const end = slice.addressType === "IPv6" ? 93 /* ] */ : 58 /* : */;
   let sorted = true;
   for (const ep of slice.endpoints) {
     const ip = ep.addresses[0];
@@ -123,12 +121,12 @@ function sliceEndpoints(slice: EndpointSlice, port: number, nodeName: string): E
       nodeHints: ep.nodeHints,
       chain: "",
     };
-    if (sorted && eps.length > 0 && byIpPortThenState(eps[eps.length - 1], e) > 0) sorted = false;
+    if (sorted && eps.length > 0 && byAddressThenState(eps[eps.length - 1], e, end) > 0) sorted = false;
     eps.push(e);
   }
   // Slices often list endpoints in order already: then the sort (a comparator call per pair,
   // and more) is skipped.
-  return sorted ? eps : eps.sort(byIpPortThenState);
+  return sorted ? eps : eps.sort((a, b) => byAddressThenState(a, b, end));
 }
 
 /**
