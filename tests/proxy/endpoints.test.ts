@@ -22,7 +22,7 @@ function reference(slices: EndpointSlice[], nodeName: string): Map<string, Endpo
       const eps = s.endpoints.map((ep) => ({
         ip: ep.addresses[0],
         port: port.port as number,
-        ipPort: `${ep.addresses[0]}:${port.port}`,
+        ipPort: ep.addresses[0].includes(":") ? `[${ep.addresses[0]}]:${port.port}` : `${ep.addresses[0]}:${port.port}`,
         ready: ep.ready !== false,
         serving: ep.serving !== false,
         terminating: ep.terminating === true,
@@ -39,40 +39,52 @@ function reference(slices: EndpointSlice[], nodeName: string): Map<string, Endpo
   return new Map([...byKey].map(([k, m]) => [k, [...m.values()].sort((a, b) => cmp(a.ipPort, b.ipPort))]));
 }
 
-const endpoint: fc.Arbitrary<Endpoint> = fc.record({
-  addresses: fc.tuple(fc.constantFrom("10.0.0.1", "10.0.0.10", "10.0.0.2", "10.0.1.1", "9.0.0.1")),
-  ready: fc.option(fc.boolean(), { nil: undefined }),
-  serving: fc.option(fc.boolean(), { nil: undefined }),
-  terminating: fc.option(fc.boolean(), { nil: undefined }),
-  nodeName: fc.option(fc.constantFrom("node-a", "node-b"), { nil: undefined }),
-  zoneHints: fc.constantFrom([], ["z1"]),
-  nodeHints: fc.constantFrom([], ["node-a"]),
-});
+// Addresses that are others' prefixes (10.0.0.1 of 10.0.0.10, fd00::1 of fd00::1:0 and fd00::1a):
+// `ip:port` order is not the addresses' order there.
+const ADDRESSES = {
+  IPv4: ["10.0.0.1", "10.0.0.10", "10.0.0.2", "10.0.1.1", "9.0.0.1", "10.0.0.100"],
+  IPv6: ["fd00::1", "fd00::10", "fd00::1:0", "fd00::1a", "fd00::2", "fd00::a", "fd00::"],
+};
 
-const slice: fc.Arbitrary<EndpointSlice> = fc.record({
-  namespace: fc.constantFrom("ns1", "ns2"),
-  name: fc.constantFrom("s-a", "s-b", "s-c"),
-  labels: fc.constant({ "kubernetes.io/service-name": "svc" }),
-  addressType: fc.constant("IPv4" as const),
-  ports: fc.array(
-    fc.record({
-      name: fc.constantFrom("", "http"),
-      port: fc.constantFrom(80, 8080),
-      protocol: fc.constantFrom("TCP" as const, "UDP" as const),
-    }),
-    { minLength: 1, maxLength: 2 },
-  ),
-  endpoints: fc.array(endpoint, { maxLength: 8 }),
-});
+const endpoint = (family: "IPv4" | "IPv6"): fc.Arbitrary<Endpoint> =>
+  fc.record({
+    addresses: fc.tuple(fc.constantFrom(...ADDRESSES[family])),
+    ready: fc.option(fc.boolean(), { nil: undefined }),
+    serving: fc.option(fc.boolean(), { nil: undefined }),
+    terminating: fc.option(fc.boolean(), { nil: undefined }),
+    nodeName: fc.option(fc.constantFrom("node-a", "node-b"), { nil: undefined }),
+    zoneHints: fc.constantFrom([], ["z1"]),
+    nodeHints: fc.constantFrom([], ["node-a"]),
+  });
 
-test("equals a first-seen map over slices by name, endpoints by ip:port then state", () => {
-  fc.assert(
-    fc.property(fc.array(slice, { maxLength: 5 }), (slices) => {
-      // Distinct slice names per namespace, as the API server has them.
-      const named = slices.map((s, i) => ({ ...s, name: `${s.name}-${i}` }));
-      const got = endpointsByServicePort(named, { family: "IPv4", nodeName: "node-a" });
-      expect(got).toEqual(reference(named, "node-a"));
-    }),
-    { numRuns: 500 },
-  );
-});
+const slice = (family: "IPv4" | "IPv6"): fc.Arbitrary<EndpointSlice> =>
+  fc.record({
+    namespace: fc.constantFrom("ns1", "ns2"),
+    name: fc.constantFrom("s-a", "s-b", "s-c"),
+    labels: fc.constant({ "kubernetes.io/service-name": "svc" }),
+    addressType: fc.constant(family),
+    ports: fc.array(
+      fc.record({
+        name: fc.constantFrom("", "http"),
+        port: fc.constantFrom(80, 8080),
+        protocol: fc.constantFrom("TCP" as const, "UDP" as const),
+      }),
+      { minLength: 1, maxLength: 2 },
+    ),
+    endpoints: fc.array(endpoint(family), { maxLength: 8 }),
+  });
+
+test.each(["IPv4", "IPv6"] as const)(
+  "%s: equals a first-seen map over slices by name, endpoints by ip:port then state",
+  (family) => {
+    fc.assert(
+      fc.property(fc.array(slice(family), { maxLength: 5 }), (slices) => {
+        // Distinct slice names per namespace, as the API server has them.
+        const named = slices.map((s, i) => ({ ...s, name: `${s.name}-${i}` }));
+        const got = endpointsByServicePort(named, { family, nodeName: "node-a" });
+        expect(got).toEqual(reference(named, "node-a"));
+      }),
+      { numRuns: 500 },
+    );
+  },
+);

@@ -1,4 +1,6 @@
 import { expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import fc from "fast-check";
 import { endpointChain, hash16, serviceChains, servicePortName } from "../../lib/proxy/names.ts";
 
 test("spec §2 vectors", () => {
@@ -25,4 +27,33 @@ test("ServicePortName string: port name only when non-empty, protocol never", ()
     "KUBE-EXT-",
     "KUBE-FW-",
   ]);
+});
+
+/** RFC 4648 base32 of node:crypto's digest, 16 chars: the spec's name, made without lib/util. */
+function reference16(text: string): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const bits = [...createHash("sha256").update(text).digest()].map((b) => b.toString(2).padStart(8, "0")).join("");
+  let out = "";
+  for (let i = 0; i < 80; i += 5) out += alphabet[Number.parseInt(bits.slice(i, i + 5), 2)];
+  return out;
+}
+
+test("chain names equal the reference on random Service ports and endpoints (whichever hash runs)", () => {
+  const label = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$/);
+  const proto = fc.constantFrom<"TCP" | "UDP" | "SCTP">("TCP", "UDP", "SCTP");
+  const ipPort = fc.oneof(
+    fc.tuple(fc.ipV4(), fc.integer({ min: 1, max: 65535 })).map(([ip, port]) => `${ip}:${port}`),
+    fc.tuple(fc.ipV6(), fc.integer({ min: 1, max: 65535 })).map(([ip, port]) => `[${ip}]:${port}`),
+  );
+  fc.assert(
+    fc.property(label, label, fc.option(label, { nil: "" }), proto, ipPort, (ns, name, port, p, ep) => {
+      const spn = servicePortName(ns, name, port);
+      const base = spn + p.toLowerCase();
+      return (
+        serviceChains(spn, p).svc === `KUBE-SVC-${reference16(base)}` &&
+        endpointChain(spn, p, ep) === `KUBE-SEP-${reference16(base + ep)}`
+      );
+    }),
+    { numRuns: 2000 },
+  );
 });
