@@ -153,6 +153,8 @@ interface ChainState {
   /** Its first declaration in the dump (the line and its number), once there is one. */
   decl?: string;
   declLine: number;
+  /** Counted in its table's `settled`. */
+  counted: boolean;
 }
 
 /**
@@ -165,6 +167,19 @@ interface TableStates {
   readonly sorted: readonly ChainState[];
   decl: number;
   rule: number;
+  /**
+   * How many chains would settle if the dump ended here, as of the last time each was
+   * recounted: when its declaration came, and when the dump left its rules (see leave()).
+   */
+  settled: number;
+}
+
+/** Count `st` in `t.settled` when it would settle now (declared, every expected line, no other). */
+function recount(t: TableStates, st: ChainState): void {
+  const now = st.decl !== undefined && st.n === st.want.length;
+  if (now === st.counted) return;
+  st.counted = now;
+  t.settled += now ? 1 : -1;
 }
 
 /** The first index of `sorted` whose name is not below `name`. */
@@ -251,8 +266,8 @@ export class SaveParser {
       // (Sorting the names, then looking each up, is twice as fast as sorting with a comparator.)
       const sorted: ChainState[] = [...t.chains.keys()]
         .sort()
-        .map((chain) => ({ name: chain, want: t.chains.get(chain) ?? [], n: 0, declLine: 0 }));
-      this.states.set(name, { sorted, decl: 0, rule: 0 });
+        .map((chain) => ({ name: chain, want: t.chains.get(chain) ?? [], n: 0, declLine: 0, counted: false }));
+      this.states.set(name, { sorted, decl: 0, rule: 0, settled: 0 });
     }
   }
 
@@ -280,6 +295,7 @@ export class SaveParser {
     // The text after the last newline is a line too (empty when the text ends with one).
     this.line(this.carry);
     this.carry = "";
+    this.leave();
     if (this.cur)
       this.dump.errors.push({ line: this.lineNo, message: `table ${this.cur.name} has no COMMIT (a cut-off dump?)` });
     if (this.settle) {
@@ -291,6 +307,9 @@ export class SaveParser {
         const table = this.dump.tables.get(name);
         if (!table) continue;
         const set = new Set<string>();
+        unsettled.set(name, set);
+        // The usual case, an unchanged node: no chain to look at (and 110k not walked again).
+        if (states.settled === states.sorted.length) continue;
         for (const st of states.sorted) {
           if (st.decl !== undefined) {
             if (st.n === st.want.length) continue;
@@ -299,7 +318,6 @@ export class SaveParser {
           set.add(st.name);
           if (st.n > 0) keepMatched(table, st.name, st.want, st.n);
         }
-        unsettled.set(name, set);
       }
       this.dump.settle = { against: this.settle, unsettled };
     }
@@ -312,6 +330,7 @@ export class SaveParser {
    */
   private settled(op: string, chain: string, line: string, cur: SavedTable): boolean {
     if (chain !== this.chain) {
+      this.leave();
       this.chain = chain;
       this.state = this.tableStates && stateAt(this.tableStates, "rule", chain);
     }
@@ -324,6 +343,11 @@ export class SaveParser {
     keepMatched(cur, chain, st.want, st.n);
     st.n = -1;
     return false;
+  }
+
+  /** The dump leaves the rules of the chain being read (for now: a chain may come back). */
+  private leave(): void {
+    if (this.state && this.tableStates) recount(this.tableStates, this.state);
   }
 
   private line(text: string): void {
@@ -379,6 +403,7 @@ export class SaveParser {
     }
     if (first === 42 /* * */) {
       const name = line.slice(1).trim();
+      this.leave();
       this.cur = dump.tables.get(name);
       if (!this.cur) dump.tables.set(name, (this.cur = { name, chains: new Map(), rules: [], deletes: [] }));
       this.tableStates = this.states.get(name);
@@ -389,6 +414,7 @@ export class SaveParser {
       return;
     }
     if (line === "COMMIT") {
+      this.leave();
       this.cur = undefined;
       this.tableStates = undefined;
       this.chain = "";
@@ -413,11 +439,13 @@ export class SaveParser {
         return;
       }
       // Settling, an expected chain's declaration is kept on its state, not in `chains`.
-      const st = this.tableStates && stateAt(this.tableStates, "decl", name);
-      if (st) {
+      const t = this.tableStates;
+      const st = t && stateAt(t, "decl", name);
+      if (t && st) {
         if (st.decl === undefined) {
           st.decl = line;
           st.declLine = lineNo;
+          recount(t, st);
         }
         return;
       }

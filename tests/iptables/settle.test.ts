@@ -74,6 +74,29 @@ test("an unchanged node: every desired chain settled, no rule of theirs kept, no
   expect(compareDumps(parseSave(text), desired, noJumps).chains).toEqual([]);
 });
 
+test("a chain that was whole, then gets one rule more, does not settle", () => {
+  const lines = liveLines();
+  const commit = lines.lastIndexOf("COMMIT");
+  const masq = "-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000";
+  // An empty chain (declared, nothing expected) given a rule among other chains' rules.
+  const forward = lines.findLastIndex((l) => l.startsWith("-A KUBE-FORWARD "));
+  // nat's KUBE-MARK-MASQ again: before the table's COMMIT, as the dump's last line (cut
+  // short), before a table printed again, in it, and before one without a COMMIT between.
+  for (const [chain, edited] of [
+    ["KUBE-NODEPORTS", [...lines.slice(0, forward + 1), "-A KUBE-NODEPORTS -j RETURN", ...lines.slice(forward + 1)]],
+    ["KUBE-MARK-MASQ", [...lines.slice(0, commit), masq, ...lines.slice(commit)]],
+    ["KUBE-MARK-MASQ", [...lines.slice(0, commit), masq]],
+    ["KUBE-MARK-MASQ", [...lines.slice(0, commit), masq, "COMMIT", "*nat", "COMMIT"]],
+    ["KUBE-MARK-MASQ", [...lines.slice(0, commit), "COMMIT", "*nat", masq, "COMMIT"]],
+    ["KUBE-MARK-MASQ", [...lines.slice(0, commit), masq, "*nat", "COMMIT"]],
+  ] as const) {
+    const text = `${edited.join("\n")}\n`;
+    const whole = compareDumps(parseSave(text), desired, opts);
+    expect(whole.chains.map((c) => c.chain)).toContain(chain);
+    expect(compareDumps(settledDump(text, []), desired, opts)).toEqual(whole);
+  }
+});
+
 test("a settled dump is compared only with the rules it was settled against", () => {
   const d = settledDump(`${liveLines().join("\n")}\n`, []);
   const other = normalizeDesired({ filter: rs.filter, nat: rs.nat }, "IPv4");
