@@ -212,6 +212,10 @@ function patchOf(name: string, oldLines: string[], newLines: string[], o: Compar
  * already normalised (normalizeDesired).
  */
 export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o: CompareOptions): DiffResult {
+  // The chains a settled dump let go are equal to those of the rules it was settled against,
+  // and no others: against any other rules it cannot be compared.
+  if (old.settle && old.settle.against !== desired)
+    throw new Error("the live dump was settled against other desired rules than those it is compared with");
   const wanted = "errors" in desired ? desiredOfDump(desired, o.family) : desired;
   const chains: ChainDiff[] = [];
   for (const table of ["filter", "nat"] as const) {
@@ -256,18 +260,22 @@ export function compareDumps(old: SaveDump, desired: SaveDump | DesiredTables, o
     const owner = o.owner;
     for (const c of owner.fixedChains[table]) if (!d?.chains.has(c)) visit(c, undefined, have.chains.get(c));
     let matched = 0;
-    // Chains the parser found equal while reading (SaveDump.settled) hold no rules here.
-    const settled = old.settled?.get(table);
-    for (const [c, want] of d?.chains ?? []) {
-      if (!owner.isKindred(c)) continue;
-      if (settled?.has(c)) {
-        matched++;
-        continue;
-      }
+    const visitDesired = (c: string, want: string[]) => {
+      if (!owner.isKindred(c)) return;
       const live = have.chains.get(c);
       if (live) matched++;
       visit(c, want, live);
-    }
+    };
+    // A settled dump (SaveDump.settle) holds neither the declarations nor the rules of the
+    // chains the parser found equal while reading: only the others are looked at, and a
+    // settled chain is in neither `matched` nor `have`.
+    const unsettled = old.settle?.unsettled.get(table);
+    if (unsettled) {
+      for (const c of unsettled) {
+        const want = d?.chains.get(c);
+        if (want) visitDesired(c, want);
+      }
+    } else for (const [c, want] of d?.chains ?? []) visitDesired(c, want);
     // Every live kindred chain matched a desired one (the usual case): no stale chain to look for.
     let liveKindred = 0;
     for (const c of have.chains.keys()) if (owner.isKindred(c)) liveKindred++;

@@ -54,9 +54,9 @@ export interface SavedChain {
 export interface SavedTable {
   /** `filter`, `nat`, `mangle`, `raw`… */
   name: string;
-  /** Declared chains in order of appearance. */
+  /** Declared chains in order of appearance (a settled dump's: see SaveDump.settle). */
   chains: Map<string, SavedChain>;
-  /** Rule lines in order of appearance. */
+  /** Rule lines in order of appearance (a settled dump's: see SaveDump.settle). */
   rules: SavedRule[];
   /** Chains deleted by `-X` lines (restore input). */
   deletes: string[];
@@ -75,11 +75,16 @@ export interface SaveDump {
    */
   errors: { line: number; message: string; excerpt?: string }[];
   /**
-   * Per table, the chains whose rules were the same as the `settle` rules' (SaveParser's
-   * option), line for line and as text, and that the dump declares: their rules were let go
-   * while reading, so `rules` does not hold them. A comparison takes them as equal.
+   * Set when the dump was read with SaveParser's `settle`, `against` being those very rules
+   * (a comparison checks that it compares with them, by identity). A chain of theirs that the
+   * dump declares and whose rules were the expected ones, line for line and as text, is
+   * settled: its declaration and rules were let go while reading, so neither `chains` nor
+   * `rules` holds it, and a comparison takes it as equal. `unsettled` names, per table of
+   * `against` that the dump has, the expected chains that did not settle (not declared, or
+   * other rules): they are in `rules` as read, and in `chains` when declared (after the other
+   * chains, not in order of appearance).
    */
-  settled?: Map<string, Set<string>>;
+  settle?: { against: object; unsettled: Map<string, Set<string>> };
 }
 
 /**
@@ -142,9 +147,81 @@ export function parseSave(text: string): SaveDump {
 
 /** A chain being settled: its expected lines, and how many arrived (-1 once one differed). */
 interface ChainState {
+  readonly name: string;
   readonly want: readonly string[];
   n: number;
+  /** Its first declaration in the dump (the line and its number), once there is one. */
+  decl?: string;
+  declLine: number;
+  /** Counted in its table's `settled`. */
+  counted: boolean;
 }
+
+/**
+ * One table's expected chains sorted by name, and where the dump is in them: both backends
+ * print a table's chain declarations, then its rules, sorted by chain name (after the built-in
+ * chains), so the next chain to come is almost always the next one here. `decl` and `rule`
+ * are the indexes of the next expected declaration and the next expected chain of rules.
+ */
+interface TableStates {
+  readonly sorted: readonly ChainState[];
+  decl: number;
+  rule: number;
+  /**
+   * How many chains would settle if the dump ended here, as of the last time each was
+   * recounted: when its declaration came, and when the dump left its rules (see leave()).
+   */
+  settled: number;
+}
+
+/** Count `st` in `t.settled` when it would settle now (declared, every expected line, no other). */
+function recount(t: TableStates, st: ChainState): void {
+  const now = st.decl !== undefined && st.n === st.want.length;
+  if (now === st.counted) return;
+  st.counted = now;
+  t.settled += now ? 1 : -1;
+}
+
+/** The first index of `sorted` whose name is not below `name`. */
+function lowerBound(sorted: readonly ChainState[], name: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid].name < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The state of `chain`, when it is expected, from the cursor `at` of `t`. In step with the dump,
+ * that is the chain at the cursor; otherwise a binary search finds it (the order only makes
+ * it fast, never right), and the cursor moves past it when it is ahead (the chains skipped are
+ * missing from the dump), not when it is behind (a chain out of order) or not expected (a
+ * built-in chain, another program's).
+ */
+function stateAt(t: TableStates, at: "decl" | "rule", chain: string): ChainState | undefined {
+  const i = t[at];
+  const next = t.sorted[i];
+  if (next !== undefined && next.name === chain) {
+    t[at] = i + 1;
+    return next;
+  }
+  const j = lowerBound(t.sorted, chain);
+  const found = t.sorted[j];
+  if (found === undefined || found.name !== chain) return undefined;
+  if (j > i) t[at] = j + 1;
+  return found;
+}
+
+/** A chain declaration line (`:NAME POLICY [p:b]`) read. */
+function declared(line: string, lineNo: number): SavedChain {
+  const parts = line.slice(1).split(/\s+/);
+  return { name: parts[0], policy: parts[1] ?? "-", line: lineNo };
+}
+
+const SPACE = /\s/;
 
 /** The first `n` expected lines of a chain, matched and let go while settling, as its rules. */
 function keepMatched(table: SavedTable, chain: string, want: readonly string[], n: number): void {
@@ -165,13 +242,14 @@ export class SaveParser {
   private lineNo = 0;
   private carry = "";
   /**
-   * When settling, per table, per expected chain: its expected lines and how many arrived so
-   * far (-1 once one differed). Made in the constructor, before the dump comes: a chain
-   * starting then costs one lookup, and a line that is its next expected one a comparison.
+   * When settling, per table, its expected chains' states, sorted by name: their expected lines
+   * and how many arrived so far (-1 once one differed), and their declaration. Made in the
+   * constructor, before the dump comes: a chain in step with the dump then costs a comparison
+   * of names to start, and a line that is its next expected one a comparison of lines.
    */
-  private readonly states = new Map<string, Map<string, ChainState>>();
+  private readonly states = new Map<string, TableStates>();
   /** The current table's states (when settling). */
-  private tableStates: Map<string, ChainState> | undefined;
+  private tableStates: TableStates | undefined;
   /** The chain being read (rules come chain by chain) and its state, if it is expected. */
   private chain = "";
   private state: ChainState | undefined;
@@ -184,9 +262,12 @@ export class SaveParser {
    */
   constructor(private readonly settle?: SettleAgainst) {
     for (const [name, t] of settle?.tables ?? []) {
-      const states = new Map<string, ChainState>();
-      for (const [chain, want] of t.chains) states.set(chain, { want, n: 0 });
-      this.states.set(name, states);
+      // Code unit order is iptables' strcmp order for ASCII names; other names only cost speed.
+      // (Sorting the names, then looking each up, is twice as fast as sorting with a comparator.)
+      const sorted: ChainState[] = [...t.chains.keys()]
+        .sort()
+        .map((chain) => ({ name: chain, want: t.chains.get(chain) ?? [], n: 0, declLine: 0, counted: false }));
+      this.states.set(name, { sorted, decl: 0, rule: 0, settled: 0 });
     }
   }
 
@@ -214,23 +295,31 @@ export class SaveParser {
     // The text after the last newline is a line too (empty when the text ends with one).
     this.line(this.carry);
     this.carry = "";
+    this.leave();
     if (this.cur)
       this.dump.errors.push({ line: this.lineNo, message: `table ${this.cur.name} has no COMMIT (a cut-off dump?)` });
     if (this.settle) {
       // Settled: every expected line came, nothing more, in a chain the dump declares. Any
-      // other chain gets back the lines it matched (a prefix of what was expected).
-      const settled = new Map<string, Set<string>>();
+      // other chain is unsettled: it gets back its declaration, if any, and the lines it
+      // matched (a prefix of what was expected).
+      const unsettled = new Map<string, Set<string>>();
       for (const [name, states] of this.states) {
         const table = this.dump.tables.get(name);
         if (!table) continue;
         const set = new Set<string>();
-        for (const [chain, st] of states) {
-          if (st.n === st.want.length && table.chains.has(chain)) set.add(chain);
-          else if (st.n > 0) keepMatched(table, chain, st.want, st.n);
+        unsettled.set(name, set);
+        // The usual case, an unchanged node: no chain to look at (and 110k not walked again).
+        if (states.settled === states.sorted.length) continue;
+        for (const st of states.sorted) {
+          if (st.decl !== undefined) {
+            if (st.n === st.want.length) continue;
+            table.chains.set(st.name, declared(st.decl, st.declLine));
+          }
+          set.add(st.name);
+          if (st.n > 0) keepMatched(table, st.name, st.want, st.n);
         }
-        settled.set(name, set);
       }
-      this.dump.settled = settled;
+      this.dump.settle = { against: this.settle, unsettled };
     }
     return this.dump;
   }
@@ -241,8 +330,9 @@ export class SaveParser {
    */
   private settled(op: string, chain: string, line: string, cur: SavedTable): boolean {
     if (chain !== this.chain) {
+      this.leave();
       this.chain = chain;
-      this.state = this.tableStates?.get(chain);
+      this.state = this.tableStates && stateAt(this.tableStates, "rule", chain);
     }
     const st = this.state;
     if (!st || st.n < 0) return false;
@@ -253,6 +343,11 @@ export class SaveParser {
     keepMatched(cur, chain, st.want, st.n);
     st.n = -1;
     return false;
+  }
+
+  /** The dump leaves the rules of the chain being read (for now: a chain may come back). */
+  private leave(): void {
+    if (this.state && this.tableStates) recount(this.tableStates, this.state);
   }
 
   private line(text: string): void {
@@ -308,14 +403,18 @@ export class SaveParser {
     }
     if (first === 42 /* * */) {
       const name = line.slice(1).trim();
+      this.leave();
       this.cur = dump.tables.get(name);
       if (!this.cur) dump.tables.set(name, (this.cur = { name, chains: new Map(), rules: [], deletes: [] }));
       this.tableStates = this.states.get(name);
+      // A table the dump prints twice is walked from the start again.
+      if (this.tableStates) this.tableStates.decl = this.tableStates.rule = 0;
       this.chain = "";
       this.state = undefined;
       return;
     }
     if (line === "COMMIT") {
+      this.leave();
       this.cur = undefined;
       this.tableStates = undefined;
       this.chain = "";
@@ -327,13 +426,30 @@ export class SaveParser {
       return;
     }
     if (first === 58 /* : */) {
-      const parts = line.slice(1).split(/\s+/);
-      if (!parts[0]) {
+      // `:NAME POLICY [p:b]`; the name ends at the first white space.
+      const sp = line.indexOf(" ");
+      let name = line.slice(1, sp < 0 ? line.length : sp);
+      let chain: SavedChain | undefined;
+      if (SPACE.test(name)) {
+        chain = declared(line, lineNo);
+        name = chain.name;
+      }
+      if (!name) {
         dump.errors.push({ line: lineNo, message: "chain line without a name" });
         return;
       }
-      if (!cur.chains.has(parts[0]))
-        cur.chains.set(parts[0], { name: parts[0], policy: parts[1] ?? "-", line: lineNo });
+      // Settling, an expected chain's declaration is kept on its state, not in `chains`.
+      const t = this.tableStates;
+      const st = t && stateAt(t, "decl", name);
+      if (t && st) {
+        if (st.decl === undefined) {
+          st.decl = line;
+          st.declLine = lineNo;
+          recount(t, st);
+        }
+        return;
+      }
+      if (!cur.chains.has(name)) cur.chains.set(name, chain ?? declared(line, lineNo));
       return;
     }
     if (first === 91 /* [ */) {
