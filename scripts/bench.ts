@@ -287,7 +287,9 @@ function live(n: number, runs: number): void {
           const clean = last ? inNs(["dist/kip", "cleanup"]) : undefined;
           if (last && /:KUBE-/.test(inNs([`iptables-${backend}-save`]).stdout))
             throw new Error("cleanup left KUBE chains");
-          ratios.set(backend, [...(ratios.get(backend) ?? []), diff.ms / save.ms]);
+          let list = ratios.get(backend);
+          if (!list) ratios.set(backend, (list = []));
+          list.push(diff.ms / save.ms);
           console.log(
             `| ${backend} | ${run} | ${run === 1 ? f(load.ms) : ""} | ${f(save.ms)} | ${f(diff.ms)} | ${(diff.ms / save.ms).toFixed(2)}× | ${diff.cpuS.toFixed(2)} | ${diff.peakMB.toFixed(0)} | ${run === 1 ? f(cmp) : ""} | ${clean ? f(clean.ms) : ""} |`,
           );

@@ -1,8 +1,8 @@
 /**
  * The API server's rules for the objects kip reads, in one table: enumerations, size limits,
  * served API versions, the addresses an endpoint may not have, and the known fields of each
- * kind. validate.ts, validate_endpoints.ts and load.ts apply them; README's "What is read, and how it is checked"
- * lists them.
+ * kind. validate.ts, validate_endpoints.ts and load.ts apply them; README's "What is read,
+ * and how it is checked" lists them.
  *
  * Sources: k8s.io/api (core/v1, discovery/v1, apps/v1 types), k8s.io/apimachinery validation
  * (names, labels, annotations) and k8s.io/kubernetes pkg/apis/{core,discovery}/validation.
